@@ -1,0 +1,107 @@
+"""Helpers for integration tests: the lab's env, moto reset, boto3 clients, ansible-playbook runs."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def lab_env():
+    state = os.path.abspath(os.environ.get("LAB_STATE_DIR") or os.path.join(ROOT, "lab", ".state"))
+    path = os.path.join(state, "lab.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def moto_post(lab, path, body=b"", content_type="text/plain"):
+    req = urllib.request.Request(lab["LAB_AWS_ENDPOINT"] + path, data=body, method="POST",
+                                 headers={"Content-Type": content_type})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return resp.read()
+
+
+def moto_reset(lab):
+    # turn IAM enforcement off first (a previous test may have left it on), then empty everything
+    moto_post(lab, "/moto-api/reset-auth", b"inf")
+    moto_post(lab, "/moto-api/reset")
+
+
+class AWS:
+    """boto3 clients against the lab's moto server."""
+
+    def __init__(self, lab, region="us-east-1"):
+        import boto3
+        self.endpoint = lab["LAB_AWS_ENDPOINT"]
+        self.region = region
+        self._boto3 = boto3
+
+    def client(self, service, region=None, **creds):
+        creds.setdefault("aws_access_key_id", "testing")
+        creds.setdefault("aws_secret_access_key", "testing")
+        return self._boto3.client(service, endpoint_url=self.endpoint, region_name=region or self.region, **creds)
+
+
+class PlaybookResult:
+    def __init__(self, proc, data):
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.data = data
+
+    def stats(self, host="localhost"):
+        return self.data["stats"][host] if self.data else {}
+
+    def task_results(self, name, host="localhost"):
+        out = []
+        for play in (self.data or {}).get("plays", []):
+            for task in play["tasks"]:
+                if task["task"]["name"] == name and host in task["hosts"]:
+                    out.append(task["hosts"][host])
+        return out
+
+
+def ansible_env(lab, extra=None):
+    env = dict(os.environ)
+    env.update(lab)
+    env.update({
+        "ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": os.path.join(ROOT, ".cache", "collections"),
+        "ANSIBLE_ROLES_PATH": os.path.join(ROOT, "roles"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+    })
+    env.update(extra or {})
+    return env
+
+
+def run_playbook(lab, playbook, extra_vars=None, check=False, inventory=None, env=None, args=(), json_output=True):
+    """Run ansible-playbook for real; returns rc, output and (json callback) per-task results."""
+    cmd = [os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), playbook]
+    state = lab["LAB_STATE_DIR"]
+    cmd += ["-e", "@" + os.path.join(state, "lab_vars.yml")]
+    if extra_vars:
+        handle = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, dir=state)
+        json.dump(extra_vars, handle)
+        handle.close()
+        cmd += ["-e", "@" + handle.name]
+    if check:
+        cmd.append("--check")
+    cmd += ["-i", inventory or "localhost,"]
+    cmd += list(args)
+    extra_env = {"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"} if json_output else {}
+    extra_env.update(env or {})
+    proc = subprocess.run(cmd, cwd=ROOT, env=ansible_env(lab, extra_env), capture_output=True, text=True,
+                          timeout=1800)
+    data = None
+    if json_output:
+        try:
+            data = json.loads(proc.stdout)
+        except ValueError:
+            data = None
+    return PlaybookResult(proc, data)
