@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Extract the collections cloudefigo.core depends on from the pinned `ansible` wheel.
 
 Galaxy is not reachable everywhere this project is built, PyPI is: the `ansible`

@@ -96,7 +96,7 @@ def run_playbook(lab, playbook, extra_vars=None, check=False, inventory=None, en
     cmd += list(args)
     extra_env = {"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"} if json_output else {}
     extra_env.update(env or {})
-    proc = subprocess.run(cmd, cwd=ROOT, env=ansible_env(lab, extra_env), capture_output=True, text=True,
+    proc = subprocess.run(cmd, cwd=ROOT, env=ansible_env(lab, extra_env), capture_output=True, text=True, check=False,
                           timeout=1800)
     data = None
     if json_output:
