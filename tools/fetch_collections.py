@@ -19,6 +19,7 @@ COLLECTIONS = (
     "community/general",
     "ansible/posix",
     "community/postgresql",
+    "awx/awx",
 )
 
 
@@ -34,16 +35,20 @@ def main():
     stamp = os.path.join(args.dest, ".ansible-wheel")
     wanted = "ansible==%s" % args.ansible_version
     current = open(stamp).read().strip() if os.path.exists(stamp) else ""
-    if current != wanted:
+    # a new wheel re-extracts everything; the same wheel only adds collections still missing
+    # (a name added to COLLECTIONS), leaving the trees other runs may be reading in place
+    names = COLLECTIONS if current != wanted else tuple(
+        name for name in COLLECTIONS if not os.path.isdir(os.path.join(root, name)))
+    if names:
         os.makedirs(args.cache, exist_ok=True)
         pattern = os.path.join(args.cache, "ansible-%s-py3-none-any.whl" % args.ansible_version)
         if not glob.glob(pattern):
             subprocess.check_call([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
                                    "-d", args.cache, wanted])
         wheel = glob.glob(pattern)[0]
-        for name in COLLECTIONS:
+        for name in names:
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-        prefixes = tuple("ansible_collections/%s/" % name for name in COLLECTIONS)
+        prefixes = tuple("ansible_collections/%s/" % name for name in names)
         with zipfile.ZipFile(wheel) as archive:
             members = [m for m in archive.namelist() if m.startswith(prefixes)]
             archive.extractall(args.dest, members)
