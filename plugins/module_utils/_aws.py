@@ -10,6 +10,8 @@ Private to the collection: not a public API, may change without notice.
 
 from __future__ import annotations
 
+import re
+
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
@@ -46,3 +48,47 @@ def boto3_tags(tags):
 def tag_dict(tag_list):
     """[{'Key': 'k', 'Value': 'v'}] -> {'k': 'v'}."""
     return {tag["Key"]: tag.get("Value", "") for tag in (tag_list or [])}
+
+
+# S3 bucket naming rules (general purpose buckets):
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+_BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def s3_bucket_name_problem(name):
+    """Why ``name`` is not a valid S3 bucket name, or None when it is."""
+    if not name:
+        return "it is empty"
+    if not 3 <= len(name) <= 63:
+        return "it must be 3 to 63 characters long"
+    if re.search(r"[^a-z0-9.-]", name):
+        return "only lowercase letters, digits, dots and hyphens are allowed"
+    if not (name[0].isalnum() and name[-1].isalnum()):
+        return "it must begin and end with a letter or digit"
+    if ".." in name or ".-" in name or "-." in name:
+        return "dots may not be adjacent to each other or to a hyphen"
+    if re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", name):
+        return "it must not look like an IP address"
+    if name.startswith(_BUCKET_RESERVED_PREFIXES) or name.endswith(_BUCKET_RESERVED_SUFFIXES):
+        return "it uses a prefix or suffix that AWS reserves"
+    return None
+
+
+def s3_key_problem(key):
+    """Why ``key`` is not a usable S3 object key, or None when it is."""
+    if not key:
+        return "it is empty"
+    if len(key.encode("utf-8")) > 1024:
+        return "it is longer than 1024 bytes"
+    return None
+
+
+def partition_for_region(region):
+    """The ARN partition a region belongs to ('aws', 'aws-cn', 'aws-us-gov')."""
+    region = region or ""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
