@@ -1,0 +1,512 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to cloudefigo.core
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: nessus_scan
+short_description: Scan hosts with Nessus and decide pass or fail, fail closed
+version_added: 1.0.0
+description:
+  - With O(state=completed) (the default) and O(targets), creates a scan from a template (O(template),
+    default V(basic)) or a policy (O(policy)), launches it, waits for that run to end within
+    O(wait_timeout), exports it as C(.nessus), downloads it and evaluates it (see O(fail_on),
+    O(accepted_plugins)).
+  - With O(scan_id), exports and evaluates a run of an existing scan instead. This works on every
+    Nessus edition, including Professional, where scans can only be launched from the UI.
+  - With O(state=launched), creates and launches the scan and returns its ids without waiting.
+  - With O(state=absent), deletes the scan O(scan_id).
+  - Fail closed. Only a run that ended C(completed) can pass. An aborted, canceled or paused run, a timeout,
+    a 412 "API is not available", an authentication failure or a malformed report fails the task with
+    RV(passed=false).
+  - Before creating anything, the module reads C(GET /server/properties). Nessus Professional, Expert
+    and Essentials refuse to create or launch scans over the API. On them the module says so and points
+    to O(scan_id) mode.
+author:
+  - cloudefigo.core contributors
+options:
+  state:
+    description:
+      - V(completed) runs a scan (or takes the run of O(scan_id)) to its end and evaluates the report.
+      - V(launched) creates and launches a scan and returns RV(scan_id) and RV(scan_uuid) at once.
+      - V(absent) deletes the scan O(scan_id).
+    type: str
+    choices: [completed, launched, absent]
+    default: completed
+  targets:
+    description:
+      - Hosts to scan (addresses, names or ranges, as Nessus takes them). Needed to create a scan.
+    type: list
+    elements: str
+  name:
+    description:
+      - Name of the scan to create. Defaults to C(cloudefigo.core.nessus_scan) and the targets.
+    type: str
+  template:
+    description:
+      - Name (or title) of the scan template from C(GET /editor/scan/templates), looked up at run time.
+    type: str
+    default: basic
+  policy:
+    description:
+      - Name (or id) of a user-defined policy to scan with, instead of O(template).
+    type: str
+  folder:
+    description:
+      - Folder (by name) to put the new scan in. It is created when missing. By default, Nessus's default folder.
+    type: str
+  scan_id:
+    description:
+      - An existing scan. With O(state=completed), its run is exported and evaluated instead of creating a
+        scan. With O(state=absent), the scan to delete.
+    type: int
+  scan_uuid:
+    description:
+      - With O(scan_id), the run to evaluate, as returned by O(state=launched) (RV(scan_uuid)).
+        By default, the scan's latest run.
+    type: str
+  wait_timeout:
+    description:
+      - Seconds to wait for the run to end. When the run is still going after that, the task fails with
+        RV(timed_out=true) (not passed); see the examples for long scans.
+    type: int
+    default: 3600
+  poll_interval:
+    description: Seconds between two status requests while waiting.
+    type: float
+    default: 10
+  export_timeout:
+    description: Seconds to wait for the export to be ready (Nessus answers 409 while the run still winds down).
+    type: int
+    default: 600
+  report_path:
+    description:
+      - Keep the downloaded C(.nessus) report at this path on the node running the module (usually
+        the controller). By default, it goes to a temporary file that is deleted.
+      - Not written in check mode.
+    type: path
+  delete_after:
+    description:
+      - Delete the scan this task created once it ended (passed or not). Scans given by O(scan_id) are never deleted
+        by this option.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - cloudefigo.core.nessus
+  - cloudefigo.core.nessus.EVALUATION
+attributes:
+  check_mode:
+    support: full
+    description:
+      - Creates and launches nothing. It reads the server properties and looks the template or policy up,
+        then reports C(changed) and RV(passed=false) (nothing was verified).
+      - With O(scan_id), the export and evaluation only read, and run in check mode too.
+  diff_mode:
+    support: full
+notes:
+  - Long scans. A task blocks until the run ends. Run it with C(async) and C(poll) so Ansible shows it is alive
+    and does not time the connection out. You can also use O(state=launched), then this module with O(scan_id),
+    O(scan_uuid) and a short O(wait_timeout) in an C(until) loop on RV(timed_out) (see the examples).
+  - C(changed) is V(true) when a scan was created, launched or deleted.
+    Exporting and downloading a report change nothing.
+seealso:
+  - module: cloudefigo.core.nessus_report
+"""
+
+EXAMPLES = r"""
+- name: Scan a new instance; block at high severity
+  cloudefigo.core.nessus_scan:
+    url: https://nessus.example.com:8834
+    access_key: "{{ vault_nessus_access_key }}"
+    secret_key: "{{ vault_nessus_secret_key }}"
+    ca_path: /etc/pki/nessus-ca.pem
+    targets: ["{{ instance_ip }}"]
+    fail_on: high
+    report_path: "reports/{{ instance_id }}.nessus"
+    wait_timeout: 7200
+    poll_interval: 30
+  register: scan
+  async: 7500   # the task runs in the background; Ansible polls it every 30 s
+  poll: 30
+  delegate_to: localhost
+
+- name: Stop when the scan did not pass
+  ansible.builtin.assert:
+    that: scan.passed
+    fail_msg: "{{ scan.blocking_count }} blocking findings on {{ instance_ip }}"
+
+- name: Evaluate the latest run of a scan launched from the UI (Nessus Professional)
+  cloudefigo.core.nessus_scan:
+    scan_id: 42
+    fail_on: critical
+    accepted_plugins: [51192]
+    fail_when_blocked: true
+  delegate_to: localhost
+
+- name: Launch without waiting
+  cloudefigo.core.nessus_scan:
+    state: launched
+    targets: [10.0.0.5, 10.0.0.6]
+    policy: Hardened Linux
+    folder: ansible
+  register: launched
+  delegate_to: localhost
+
+- name: Wait for that run in short steps (one line of output per try)
+  cloudefigo.core.nessus_scan:
+    scan_id: "{{ launched.scan_id }}"
+    scan_uuid: "{{ launched.scan_uuid }}"
+    wait_timeout: 60
+  register: result
+  until: result is not failed or not (result.timed_out | default(false))
+  retries: 120
+  delay: 0
+  delegate_to: localhost
+
+- name: Delete the scan
+  cloudefigo.core.nessus_scan:
+    state: absent
+    scan_id: "{{ launched.scan_id }}"
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+msg:
+  description: One line saying what happened and, for a verdict, why it passed or not.
+  returned: always
+  type: str
+  sample: "not passed: 25 finding(s) at or above medium on 1 host(s)"
+scan_id:
+  description: Id of the scan created, launched, evaluated or deleted.
+  returned: when known
+  type: int
+  sample: 17
+scan_uuid:
+  description: Uuid of the run (the launch's C(scan_uuid), or the evaluated history run's uuid).
+  returned: when known
+  type: str
+  sample: 6a3c2e53-6c8b-4bd3-a2d6-5a2e1bbd10d4
+history_id:
+  description: History id of the evaluated run.
+  returned: when a run was evaluated
+  type: int
+  sample: 1
+scan_status:
+  description: Last status of the run (V(completed), V(aborted), V(canceled), V(paused), V(running) ...).
+  returned: when known
+  type: str
+  sample: completed
+scan_name:
+  description: Name of the scan.
+  returned: when a scan was created
+  type: str
+  sample: "cloudefigo.core.nessus_scan: 10.0.0.5"
+timed_out:
+  description: V(true) when O(wait_timeout) or O(export_timeout) elapsed first.
+  returned: on failure
+  type: bool
+  sample: true
+report_path:
+  description: Where the report was kept (O(report_path)).
+  returned: when O(report_path) is set and a report was downloaded
+  type: str
+  sample: reports/i-0abc.nessus
+nessus_type:
+  description: Edition from C(GET /server/properties).
+  returned: when a scan was created or launched
+  type: str
+  sample: Nessus Manager
+passed:
+  description:
+    - V(true) only when the report was read completely, lists at least one host, and has no finding at
+      or above O(fail_on) other than accepted ones.
+  returned: always
+  type: bool
+  sample: false
+fail_on:
+  description: The threshold used.
+  returned: when a report was evaluated
+  type: str
+  sample: medium
+severity_basis:
+  description:
+    - The CVSS basis the scanner computed C(severity) from (server preference C(severity_basis),
+      for example V(cvss_v2) or V(cvss_v3)); V(null) when the report does not say.
+  returned: when a report was evaluated
+  type: str
+  sample: cvss_v3
+hosts:
+  description: Per host (C(ReportHost) name), the number of findings at each severity.
+  returned: when a report was evaluated
+  type: dict
+  sample: {"10.0.0.5": {"info": 23, "low": 1, "medium": 13, "high": 10, "critical": 2, "total": 49}}
+counts:
+  description: The same counts over all hosts.
+  returned: when a report was evaluated
+  type: dict
+  sample: {"info": 23, "low": 1, "medium": 13, "high": 10, "critical": 2, "total": 49}
+host_count:
+  description: Number of hosts in the report.
+  returned: when a report was evaluated
+  type: int
+  sample: 1
+blocking_count:
+  description: Number of findings that block (exact, even when RV(blocking_findings) is truncated).
+  returned: when a report was evaluated
+  type: int
+  sample: 25
+accepted_count:
+  description: Number of findings at or above O(fail_on) accepted by O(accepted_plugins).
+  returned: when a report was evaluated
+  type: int
+  sample: 1
+blocking_findings:
+  description: Findings at or above O(fail_on) that are not accepted (at most O(max_findings)).
+  returned: when a report was evaluated
+  type: list
+  elements: dict
+  contains:
+    host:
+      description: C(ReportHost) name.
+      type: str
+      sample: 10.0.0.5
+    plugin_id:
+      description: Nessus plugin ID.
+      type: int
+      sample: 51192
+    plugin_name:
+      description: Plugin name.
+      type: str
+      sample: SSL Certificate Cannot Be Trusted
+    plugin_family:
+      description: Plugin family.
+      type: str
+      sample: General
+    severity:
+      description: Severity number, 0 (info) to 4 (critical).
+      type: int
+      sample: 2
+    severity_name:
+      description: Severity name.
+      type: str
+      sample: medium
+    port:
+      description: Port of the finding (0 for host-level findings).
+      type: int
+      sample: 443
+    protocol:
+      description: Protocol of the finding.
+      type: str
+      sample: tcp
+    svc_name:
+      description: Service name Nessus gave the port.
+      type: str
+      sample: www
+accepted_findings:
+  description: Findings at or above O(fail_on) accepted by O(accepted_plugins), same keys as RV(blocking_findings).
+  returned: when a report was evaluated
+  type: list
+  elements: dict
+findings_truncated:
+  description: V(true) when O(max_findings) left entries out of RV(blocking_findings) or RV(accepted_findings).
+  returned: when a report was evaluated
+  type: bool
+  sample: false
+"""
+
+import os
+import shutil
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.cloudefigo.core.plugins.module_utils._nessus.client import NessusError, NessusTimeout
+from ansible_collections.cloudefigo.core.plugins.module_utils._nessus.common import (
+    check_evaluation_options,
+    evaluation_argument_spec,
+    finish_evaluation,
+    nessus_argument_spec,
+    nessus_client,
+)
+from ansible_collections.cloudefigo.core.plugins.module_utils._nessus.evaluation import NessusReportError, evaluate_file
+
+
+class ScanFailed(Exception):
+    """Ends the module as failed and not passed, with what is known so far."""
+
+
+def _evaluate_run(module, client, result, scan_id, run):
+    """Export, download and evaluate a run that ended; fail closed on any other end."""
+    params = module.params
+    result["scan_status"] = run.get("status")
+    result["history_id"] = run.get("history_id")
+    result["scan_uuid"] = run.get("uuid") or result.get("scan_uuid")
+    if run.get("status") != "completed":
+        raise ScanFailed("scan %s run %s ended %r: not passed (only a completed run can pass)"
+                         % (scan_id, result["scan_uuid"], run.get("status")))
+    file_id = client.export(scan_id, run.get("history_id"), timeout=params["export_timeout"],
+                            poll=min(params["poll_interval"], 2))
+    workdir = tempfile.mkdtemp(prefix="nessus-", dir=module.tmpdir)
+    try:
+        download = os.path.join(workdir, "scan-%s.nessus" % scan_id)
+        client.download_export(scan_id, file_id, download)
+        try:
+            verdict = evaluate_file(download, params["fail_on"], params["accepted_plugins"], params["max_findings"])
+        except NessusReportError as exc:
+            raise ScanFailed("report of scan %s: %s" % (scan_id, exc))
+        finally:
+            if params["report_path"] and not module.check_mode:
+                dest = params["report_path"]
+                parent = os.path.dirname(os.path.abspath(dest))
+                if not os.path.isdir(parent):
+                    os.makedirs(parent)
+                shutil.move(download, dest)
+                result["report_path"] = dest
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return verdict
+
+
+def _existing_run(module, client, result):
+    params = module.params
+    scan_id = params["scan_id"]
+    result["scan_id"] = scan_id
+    run = client.wait_for_run(scan_id, params["scan_uuid"], params["wait_timeout"], params["poll_interval"])
+    return _evaluate_run(module, client, result, scan_id, run)
+
+
+def _create_and_launch(module, client, result):
+    """Create and launch a scan (not in check mode); returns (scan_id, scan_uuid)."""
+    params = module.params
+    props = client.check_scan_api()
+    result["nessus_type"] = props.get("nessus_type")
+    policy_id = None
+    if params["policy"]:
+        policy = client.policy(params["policy"])
+        template_uuid = policy.get("template_uuid")
+        policy_id = policy.get("id")
+        if not template_uuid:
+            raise ScanFailed("policy %r has no template_uuid in GET /policies" % params["policy"])
+    else:
+        template_uuid = client.template_uuid(params["template"])
+    name = params["name"] or "cloudefigo.core.nessus_scan: %s" % ", ".join(params["targets"])
+    result["scan_name"] = name
+    result["changed"] = True
+    if module._diff:
+        result["diff"] = {"before": {}, "after": {"name": name, "targets": params["targets"],
+                                                  "template": None if policy_id else params["template"],
+                                                  "policy": params["policy"], "folder": params["folder"]}}
+    if module.check_mode:
+        return None, None
+    folder_id = None
+    if params["folder"]:
+        folder_id = client.folder_id(params["folder"])[0]
+    scan_id = client.create_scan(template_uuid, name, params["targets"], folder_id=folder_id, policy_id=policy_id)
+    result["scan_id"] = scan_id
+    scan_uuid = client.launch(scan_id)
+    result["scan_uuid"] = scan_uuid
+    result["scan_status"] = "pending"
+    return scan_id, scan_uuid
+
+
+def _absent(module, client, result):
+    scan_id = module.params["scan_id"]
+    result["scan_id"] = scan_id
+    try:
+        details = client.scan(scan_id)
+    except NessusError as exc:
+        if exc.status == 404:
+            result["msg"] = "scan %s does not exist" % scan_id
+            return
+        raise
+    info = details.get("info") or {}
+    result["changed"] = True
+    result["scan_name"] = info.get("name")
+    if module._diff:
+        result["diff"] = {"before": {"scan_id": scan_id, "name": info.get("name"), "status": info.get("status")},
+                          "after": {}}
+    if not module.check_mode:
+        client.delete_scan(scan_id)
+    result["msg"] = "scan %s deleted" % scan_id
+
+
+def run_module(module, client, result):
+    params = module.params
+    state = params["state"]
+    if state == "absent":
+        _absent(module, client, result)
+        module.exit_json(**result)
+    if state == "completed" and params["scan_id"] is not None:
+        finish_evaluation(module, result, _existing_run(module, client, result))
+    scan_id, scan_uuid = _create_and_launch(module, client, result)
+    if module.check_mode:
+        result["msg"] = "check mode: would create and launch a scan of %s; nothing verified" % ", ".join(params["targets"])
+        module.exit_json(**result)
+    if state == "launched":
+        result["msg"] = "scan %s launched (run %s)" % (scan_id, scan_uuid)
+        module.exit_json(**result)
+    try:
+        run = client.wait_for_run(scan_id, scan_uuid, params["wait_timeout"], params["poll_interval"])
+        verdict = _evaluate_run(module, client, result, scan_id, run)
+    finally:
+        if params["delete_after"]:
+            try:
+                client.delete_scan(scan_id)
+                result["scan_deleted"] = True
+            except NessusError as exc:
+                module.warn("could not delete scan %s: %s" % (scan_id, exc))
+    finish_evaluation(module, result, verdict)
+
+
+def main():
+    argument_spec = nessus_argument_spec()
+    argument_spec.update(evaluation_argument_spec())
+    argument_spec.update(
+        state=dict(type="str", default="completed", choices=["completed", "launched", "absent"]),
+        targets=dict(type="list", elements="str"),
+        name=dict(type="str"),
+        template=dict(type="str", default="basic"),
+        policy=dict(type="str"),
+        folder=dict(type="str"),
+        scan_id=dict(type="int"),
+        scan_uuid=dict(type="str"),
+        wait_timeout=dict(type="int", default=3600),
+        poll_interval=dict(type="float", default=10),
+        export_timeout=dict(type="int", default=600),
+        report_path=dict(type="path"),
+        delete_after=dict(type="bool", default=False),
+    )
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        required_if=[("state", "absent", ["scan_id"]), ("state", "launched", ["targets"])],
+        mutually_exclusive=[("scan_id", "targets")],
+    )
+    params = module.params
+    if params["state"] == "completed" and params["scan_id"] is None and not params["targets"]:
+        module.fail_json(msg="state=completed needs targets (to create a scan) or scan_id (to evaluate one)", passed=False)
+    if params["targets"] is not None and not [t for t in params["targets"] if t.strip()]:
+        module.fail_json(msg="targets is empty", passed=False)
+    if params["wait_timeout"] < 0 or params["poll_interval"] <= 0:
+        module.fail_json(msg="wait_timeout must be >= 0 and poll_interval > 0", passed=False)
+    check_evaluation_options(module)
+    client = nessus_client(module)
+    result = dict(changed=False, passed=False)
+    try:
+        run_module(module, client, result)
+    except NessusTimeout as exc:
+        result["timed_out"] = True
+        if exc.last_status:
+            result["scan_status"] = exc.last_status
+        module.fail_json(msg="not passed: %s" % exc, **result)
+    except (NessusError, ScanFailed) as exc:
+        module.fail_json(msg="not passed: %s" % exc, **result)
+    finally:
+        client.logout()
+
+
+if __name__ == "__main__":
+    main()
