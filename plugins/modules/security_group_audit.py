@@ -1,0 +1,280 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to cloudefigo.core
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: security_group_audit
+short_description: Find risky EC2 security groups in every region
+version_added: 0.1.0
+description:
+  - Reads the security groups and network interfaces of every enabled region (or O(regions))
+    and reports findings with a severity. Changes nothing.
+  - C(critical) - ingress from C(0.0.0.0/0) or C(::/0) on every port (protocol C(-1), or
+    C(0-65535)).
+  - C(high) - ingress from C(0.0.0.0/0) or C(::/0) to an administration or database port
+    (O(admin_ports)).
+  - C(medium) - ingress from a CIDR that is not inside O(allowed_cidrs) (only when
+    O(allowed_cidrs) is set); a VPC's C(default) group with any rule (CIS AWS 5.4).
+  - C(low) - a group attached to no network interface (unused; default groups excepted).
+author:
+  - Cloudefigo contributors
+options:
+  regions:
+    description:
+      - Regions to audit. Default is every region enabled for the account.
+    type: list
+    elements: str
+  allowed_cidrs:
+    description:
+      - Networks ingress may come from. A rule whose CIDR is not inside one of them is a
+        C(medium) finding. Empty (the default) turns this check off.
+      - A rule already reported as C(critical) or C(high) is not reported again here.
+    type: list
+    elements: str
+    default: []
+  admin_ports:
+    description:
+      - Ports that must never be open to the internet. The default covers SSH, Telnet, RDP,
+        WinRM, SMB, the usual databases and caches (MSSQL, Oracle, MySQL, PostgreSQL, Redis,
+        MongoDB, Elasticsearch, Memcached, CouchDB, Cassandra) and the Docker and etcd APIs.
+    type: list
+    elements: int
+    default: [22, 23, 445, 1433, 1521, 2375, 2376, 2379, 3306, 3389, 5432, 5984, 5985, 5986, 6379,
+              7000, 9042, 9200, 9300, 11211, 27017]
+  unused:
+    description:
+      - Whether to report groups attached to no network interface.
+    type: bool
+    default: true
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Audit every enabled region
+  cloudefigo.core.security_group_audit:
+  register: sg_audit
+
+- name: Fail on critical or high findings
+  ansible.builtin.assert:
+    that: sg_audit.counts_by_severity.critical + sg_audit.counts_by_severity.high == 0
+    fail_msg: "{{ sg_audit.findings | selectattr('severity', 'in', ['critical', 'high']) }}"
+
+- name: Only the office and VPN may reach anything
+  cloudefigo.core.security_group_audit:
+    regions: [eu-west-1, eu-central-1]
+    allowed_cidrs:
+      - 10.0.0.0/8
+      - 198.51.100.0/24
+    unused: false
+  register: sg_audit_eu
+"""
+
+RETURN = r"""
+findings:
+  description: One entry per finding, most severe first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    region:
+      description: Region of the group.
+      type: str
+    group_id:
+      description: Security group id.
+      type: str
+    group_name:
+      description: Security group name.
+      type: str
+    vpc_id:
+      description: VPC of the group.
+      type: str
+    severity:
+      description: C(critical), C(high), C(medium) or C(low).
+      type: str
+    rule:
+      description: C(open_all_ports), C(open_admin_port), C(cidr_not_allowed), C(default_group_rules) or C(unused_group).
+      type: str
+    cidr:
+      description: Source CIDR of the ingress rule; null for group-level findings.
+      type: str
+    ports:
+      description: C(all), a port (C(22)) or a range (C(1000-2000)) with the protocol (C(tcp/22)); null for group-level findings.
+      type: str
+    reason:
+      description: The finding in words.
+      type: str
+  sample:
+    - region: us-east-1
+      group_id: sg-0123456789abcdef0
+      group_name: bastion
+      vpc_id: vpc-0123456789abcdef0
+      severity: high
+      rule: open_admin_port
+      cidr: 0.0.0.0/0
+      ports: tcp/22
+      reason: "tcp/22 (port 22) open to the internet"
+counts_by_severity:
+  description: Number of findings per severity (all four keys always present).
+  returned: always
+  type: dict
+  sample: {"critical": 1, "high": 2, "medium": 3, "low": 0}
+counts_by_region:
+  description: Number of findings per audited region (every audited region present).
+  returned: always
+  type: dict
+  sample: {"us-east-1": 4, "eu-west-1": 2}
+groups_audited:
+  description: Number of security groups read.
+  returned: always
+  type: int
+  sample: 12
+regions:
+  description: Regions audited.
+  returned: always
+  type: list
+  elements: str
+  sample: ["eu-west-1", "us-east-1"]
+"""
+
+import ipaddress
+
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+
+from ansible_collections.cloudefigo.core.plugins.module_utils._aws import enabled_regions, retrying_client
+
+SEVERITIES = ("critical", "high", "medium", "low")
+WORLD = ("0.0.0.0/0", "::/0")
+
+
+@AWSRetry.jittered_backoff(retries=10)
+def _paginate(client, operation, key):
+    return client.get_paginator(operation).paginate().build_full_result().get(key, [])
+
+
+def _ports(permission):
+    """(protocol, from, to, label) of an ingress permission; from/to None for every port."""
+    protocol = str(permission.get("IpProtocol", "-1")).lower()
+    if protocol in ("-1", "all"):
+        return protocol, None, None, "all"
+    start, end = permission.get("FromPort"), permission.get("ToPort")
+    if protocol in ("tcp", "udp", "6", "17"):
+        name = {"6": "tcp", "17": "udp"}.get(protocol, protocol)
+        if start in (None, -1) or (start <= 0 and end >= 65535):
+            return name, None, None, "%s/all" % name
+        label = "%s/%d" % (name, start) if start == end else "%s/%d-%d" % (name, start, end)
+        return name, start, end, label
+    # icmp and other protocols: no ports to speak of
+    return protocol, -1, -1, protocol
+
+
+def _finding(region, group, severity, rule, reason, cidr=None, ports=None):
+    return {"region": region, "group_id": group["GroupId"], "group_name": group.get("GroupName"),
+            "vpc_id": group.get("VpcId"), "severity": severity, "rule": rule, "cidr": cidr, "ports": ports,
+            "reason": reason}
+
+
+def _inside(cidr, allowed):
+    try:
+        network = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return False
+    return any(network.version == net.version and network.subnet_of(net) for net in allowed)
+
+
+def audit_group(region, group, allowed, admin_ports, attached, report_unused):
+    """The findings of one group."""
+    found = []
+    for permission in group.get("IpPermissions", []):
+        protocol, start, end, label = _ports(permission)
+        cidrs = [item.get("CidrIp") for item in permission.get("IpRanges", [])]
+        cidrs += [item.get("CidrIpv6") for item in permission.get("Ipv6Ranges", [])]
+        for cidr in filter(None, cidrs):
+            reported = False
+            if cidr in WORLD:
+                if start is None:
+                    found.append(_finding(region, group, "critical", "open_all_ports",
+                                          "every port (%s) open to the internet" % label, cidr, label))
+                    reported = True
+                elif protocol in ("tcp", "udp"):
+                    exposed = sorted(port for port in admin_ports if start <= port <= end)
+                    if exposed:
+                        found.append(_finding(region, group, "high", "open_admin_port",
+                                              "%s (port %s) open to the internet"
+                                              % (label, ", ".join(str(port) for port in exposed)), cidr, label))
+                        reported = True
+            if allowed and not reported and not _inside(cidr, allowed):
+                found.append(_finding(region, group, "medium", "cidr_not_allowed",
+                                      "%s from %s, outside allowed_cidrs" % (label, cidr), cidr, label))
+    is_default = group.get("GroupName") == "default"
+    if is_default and (group.get("IpPermissions") or group.get("IpPermissionsEgress")):
+        found.append(_finding(region, group, "medium", "default_group_rules",
+                              "default security group has %d ingress and %d egress rules; it should have none"
+                              % (len(group.get("IpPermissions", [])), len(group.get("IpPermissionsEgress", [])))))
+    if report_unused and not is_default and group["GroupId"] not in attached:
+        found.append(_finding(region, group, "low", "unused_group", "attached to no network interface"))
+    return found
+
+
+def main():
+    argument_spec = dict(
+        regions=dict(type="list", elements="str"),
+        allowed_cidrs=dict(type="list", elements="str", default=[]),
+        admin_ports=dict(type="list", elements="int",
+                         default=[22, 23, 445, 1433, 1521, 2375, 2376, 2379, 3306, 3389, 5432, 5984, 5985, 5986,
+                                  6379, 7000, 9042, 9200, 9300, 11211, 27017]),
+        unused=dict(type="bool", default=True),
+    )
+    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
+    allowed = []
+    for cidr in module.params["allowed_cidrs"]:
+        try:
+            allowed.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError as exc:
+            module.fail_json(msg="allowed_cidrs: %r is not a network (%s); write it like 10.0.0.0/8" % (cidr, exc))
+
+    regions = enabled_regions(module, module.params["regions"])
+    findings = []
+    by_region = {}
+    audited = 0
+    for region in regions:
+        client = retrying_client(module, "ec2", region=region)
+        try:
+            groups = _paginate(client, "describe_security_groups", "SecurityGroups")
+            interfaces = _paginate(client, "describe_network_interfaces", "NetworkInterfaces")
+        except Exception as exc:  # pylint: disable=broad-except
+            module.fail_json_aws(exc, msg="Could not read security groups in %s; pass `regions` to skip it" % region)
+        attached = {group["GroupId"] for interface in interfaces for group in interface.get("Groups", [])}
+        audited += len(groups)
+        found = []
+        for group in groups:
+            found.extend(audit_group(region, group, allowed, module.params["admin_ports"], attached,
+                                     module.params["unused"]))
+        by_region[region] = len(found)
+        findings.extend(found)
+
+    rank = {severity: number for number, severity in enumerate(SEVERITIES)}
+    findings.sort(key=lambda item: (rank[item["severity"]], item["region"], item["group_id"], item["rule"],
+                                    item["cidr"] or "", item["ports"] or ""))
+    by_severity = {severity: 0 for severity in SEVERITIES}
+    for item in findings:
+        by_severity[item["severity"]] += 1
+    module.exit_json(changed=False, findings=findings, counts_by_severity=by_severity, counts_by_region=by_region,
+                     groups_audited=audited, regions=regions)
+
+
+if __name__ == "__main__":
+    main()
