@@ -61,7 +61,7 @@ options:
       - S3 objects the instance may read at O(stage=launch) only, for example the Chef validator key.
       - Each item is either a string C(bucket/key) (split at the first C(/)) or a dictionary with
         C(bucket) and C(key).
-      - Wildcards (C(*), C(?)) are refused: a pattern could cover other instances' objects.
+      - Wildcards (C(*), C(?)) are refused, because a pattern could cover other instances' objects.
       - Ignored at O(stage=production).
     type: list
     elements: raw
@@ -115,8 +115,10 @@ options:
     default: true
 attributes:
   check_mode:
+    description: In check mode nothing is changed; the result shows what would be.
     support: full
   diff_mode:
+    description: Shows the role's policy, tags, trust policy and instance profile before and after.
     support: full
 notes:
   - Policy documents and tags are compared semantically, so a second run with the same options
@@ -243,6 +245,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 from ansible_collections.amazon.aws.plugins.module_utils.tagging import compare_aws_tags
 
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import boto3_tags
+from ansible_collections.cloudefigo.core.plugins.module_utils._aws import partition_for_region
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import retrying_client
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import s3_bucket_name_problem
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import s3_key_problem
@@ -411,7 +414,7 @@ def build_policy(stage, partition, key_bucket, key_object, bootstrap_objects=Non
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def validate(params):
+def validate(params, partition="aws"):
     """Checks that need no AWS call; returns (bootstrap_objects as tuples, warnings)."""
     name = params["name"]
     if not ROLE_NAME_RE.match(name or ""):
@@ -441,7 +444,9 @@ def validate(params):
     if not re.match(r"^/([\x21-\x7e]*/)?$", path):
         raise ValidationError("path must begin and end with / (for example /cloudefigo/)")
     bootstrap = parse_bootstrap_objects(params.get("bootstrap_objects"))
-    warnings = []
+    warnings = validate_extra_statements(
+        params.get("extra_statements"), partition, params["key_bucket"], params.get("allow_privileged_statements")
+    )
     if stage == "production" and not params.get("instance_id"):
         warnings.append("stage=production without instance_id: the key is not bound to one instance (ec2:SourceInstanceARN)")
     return bootstrap, warnings
@@ -690,7 +695,7 @@ def main():
     params = module.params
 
     try:
-        bootstrap, warnings = validate(params)
+        bootstrap, warnings = validate(params, partition_for_region(module.region))
     except ValidationError as e:
         module.fail_json(msg=str(e))
 
@@ -700,10 +705,6 @@ def main():
         result = manager.absent()
     else:
         account_id, partition = get_aws_account_info(module)
-        try:
-            warnings += validate_extra_statements(params["extra_statements"], partition, params["key_bucket"], params["allow_privileged_statements"])
-        except ValidationError as e:
-            module.fail_json(msg=str(e))
         instance_arn = None
         if params.get("instance_id"):
             if not module.region:

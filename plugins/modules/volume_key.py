@@ -15,7 +15,7 @@ description:
   - With O(state=present), makes sure O(bucket) is fit to hold keys (see below) and creates a random
     key of O(key_bytes) bytes at O(object) only if no object exists there. An existing key is never
     overwritten, because that would destroy the data it protects; the upload is conditional
-    (C(If-None-Match: *)), so two concurrent runs cannot both write.
+    (C(If-None-Match) C(*)), so two concurrent runs cannot both write.
   - The key is generated on the managed node from the operating system's CSPRNG and sent straight
     to S3. The module never reads the key back and never returns it.
   - The bucket is created if missing and then kept with versioning enabled (every key keeps a
@@ -82,8 +82,10 @@ options:
     default: true
 attributes:
   check_mode:
+    description: In check mode nothing is changed; no key is generated.
     support: full
   diff_mode:
+    description: Shows the bucket settings and the key's version (never its bytes) before and after.
     support: full
 notes:
   - A key object whose current version is a delete marker does not exist; O(state=present) then
@@ -457,7 +459,8 @@ class VolumeKey:
                 created = True
         elif current.get("ContentLength") != self.params["key_bytes"]:
             self.module.warn(
-                "object %s holds a %s-byte key, not key_bytes=%d; it is kept (never overwritten)" % (self.key, current.get("ContentLength"), self.params["key_bytes"])
+                "object %s holds a %s-byte key, not key_bytes=%d; it is kept (never overwritten)"
+                % (self.key, current.get("ContentLength"), self.params["key_bytes"])
             )
         if current is not None and self.params.get("kms_key_id") and current.get("ServerSideEncryption") != "aws:kms":
             self.module.warn("object %s is not encrypted with SSE-KMS although kms_key_id is set; it is kept as it is (never rewritten)" % self.key)
@@ -501,7 +504,8 @@ class VolumeKey:
                 errors = answer.get("Errors") or []
                 if errors:
                     self.module.fail_json(
-                        msg="Could not delete %d version(s) of %s in %s: %s" % (len(errors), self.key, self.bucket, errors[0].get("Message", errors[0].get("Code"))),
+                        msg="Could not delete %d version(s) of %s in %s: %s"
+                        % (len(errors), self.key, self.bucket, errors[0].get("Message", errors[0].get("Code"))),
                         errors=errors,
                     )
             left, left_markers = self.versions()
