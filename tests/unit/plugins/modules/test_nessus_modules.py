@@ -1,0 +1,103 @@
+"""nessus_report and nessus_scan main() driven through patch_module_args."""
+import json
+import os
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.cloudefigo.core.plugins.module_utils._nessus import client as client_mod
+from ansible_collections.cloudefigo.core.plugins.modules import nessus_report, nessus_scan
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+SAMPLES = os.environ.get("LAB_NESSUS_SAMPLES") or os.path.normpath(os.path.join(ROOT, "..", "shared", "samples", "nessus"))
+
+
+def run(module, args, capsys):
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            module.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def sample(name):
+    path = os.path.join(SAMPLES, name)
+    if not os.path.exists(path):
+        pytest.skip("samples not found at %s" % SAMPLES)
+    return path
+
+
+def test_report_passes(capsys):
+    out = run(nessus_report, {"path": sample("dojo_nessus_many_vuln.xml")}, capsys)
+    assert out["passed"] is True and not out.get("failed") and out["changed"] is False
+
+
+def test_report_not_passed_is_not_failed_by_default(capsys):
+    out = run(nessus_report, {"path": sample("dojo_nessus_with_cvssv3.nessus"), "fail_on": "high"}, capsys)
+    assert out["passed"] is False and not out.get("failed")
+    assert out["blocking_count"] == 12 and out["severity_basis"] == "cvss_v2"
+
+
+def test_report_fail_when_blocked(capsys):
+    out = run(nessus_report, {"path": sample("dojo_nessus_with_cvssv3.nessus"), "fail_on": "high",
+                              "fail_when_blocked": True}, capsys)
+    assert out["failed"] is True and out["passed"] is False and "not passed" in out["msg"]
+
+
+def test_report_accepted_per_host(capsys):
+    ids = [f["plugin_id"] for f in run(nessus_report, {"path": sample("dojo_nessus_with_cvssv3.nessus"),
+                                                      "fail_on": "critical"}, capsys)["blocking_findings"]]
+    out = run(nessus_report, {"path": sample("dojo_nessus_with_cvssv3.nessus"), "fail_on": "critical",
+                              "accepted_plugins": {"testphp.vulnweb.com": ids}}, capsys)
+    assert out["passed"] is True and out["accepted_count"] == 2
+
+
+def test_report_malformed_fails(capsys):
+    out = run(nessus_report, {"path": sample("rubynessus_malformed_example_v2.nessus"), "fail_on": "critical"}, capsys)
+    assert out["failed"] is True and out["passed"] is False and "line 1488" in out["msg"]
+
+
+def test_report_bad_accepted_plugins(capsys):
+    out = run(nessus_report, {"path": sample("dojo_nessus_many_vuln.xml"), "accepted_plugins": ["CVE-2020-1"]}, capsys)
+    assert out["failed"] is True and "accepted_plugins" in out["msg"]
+
+
+def test_scan_needs_targets_or_scan_id(capsys):
+    out = run(nessus_scan, {"url": "https://n.test", "access_key": "test-access-key", "secret_key": "test-secret-key"}, capsys)
+    assert out["failed"] is True and "targets" in out["msg"] and out["passed"] is False
+
+
+def test_scan_check_mode_creates_nothing(capsys, monkeypatch):
+    calls = []
+
+    def opener(url, method=None, **kwargs):
+        calls.append((method, url))
+        if method != "GET":
+            raise AssertionError("check mode sent %s %s" % (method, url))
+        body = {"nessus_type": "Nessus Manager", "license": {"features": {"scan_api": True}}}
+        if url.endswith("/editor/scan/templates"):
+            body = {"templates": [{"name": "basic", "uuid": "U1"}]}
+        import io
+        return io.BytesIO(json.dumps(body).encode())
+
+    monkeypatch.setattr(client_mod, "open_url", opener)
+    out = run(nessus_scan, {"url": "https://n.test", "access_key": "test-access-key", "secret_key": "test-secret-key", "targets": ["10.0.0.9"],
+                            "_ansible_check_mode": True, "_ansible_diff": True}, capsys)
+    assert out["changed"] is True and out["passed"] is False and not out.get("failed")
+    assert "scan_id" not in out
+    assert out["diff"]["after"]["targets"] == ["10.0.0.9"]
+    assert [m for m, _ in calls] == ["GET", "GET"]
+
+
+def test_scan_on_professional_fails_before_creating(capsys, monkeypatch):
+    def opener(url, method=None, **kwargs):
+        if method != "GET":
+            raise AssertionError("sent %s %s" % (method, url))
+        import io
+        return io.BytesIO(json.dumps({"nessus_type": "Nessus Professional",
+                                      "license": {"features": {"scan_api": False}}}).encode())
+
+    monkeypatch.setattr(client_mod, "open_url", opener)
+    out = run(nessus_scan, {"url": "https://n.test", "access_key": "test-access-key", "secret_key": "test-secret-key", "targets": ["h"],
+                            "fail_on": "critical"}, capsys)
+    assert out["failed"] is True and out["passed"] is False
+    assert "scan_id" in out["msg"] and "Professional" in out["msg"]
