@@ -140,8 +140,8 @@ def _chromium_dom(tmp_path, path):
 
 def test_report_in_a_browser(tmp_path):
     report = _render(tmp_path, _unmanaged(), _sg(),
-                     cloudtrail={"files_loaded": 3, "events_loaded": 2900, "duplicates": 0,
-                                 "files_skipped": [{"key": "AWSLogs/x.json.gz", "reason": SCRIPT_TAG}]})
+                     cloudtrail={"files_seen": 4, "files_loaded": 3, "events_loaded": 2900, "duplicates": 0,
+                                 "files_skipped": [], "files_failed": [{"key": "AWSLogs/x.json.gz", "error": SCRIPT_TAG}]})
     dom, raw = _chromium_dom(tmp_path, report)
 
     # each unmanaged instance in its own region's table, not in the other's
@@ -164,6 +164,7 @@ def test_report_in_a_browser(tmp_path):
 
     assert dom.by_id["total-unmanaged"] == "2"
     assert dom.by_id["events-loaded"] == "2900"
+    assert dom.by_id["files-failed"] == "1"
     assert "first run" in dom.by_id["previous-run"]
     assert dom.by_id["new-unmanaged"] == "2"
 
