@@ -80,9 +80,12 @@ options:
       - Further IAM policy statements (dictionaries) appended to the generated policy at
         O(stage=launch) and O(stage=production).
       - Refused, unless O(allow_privileged_statements=true), when an C(Allow) statement uses
-        C(NotAction) or C(NotResource), grants any C(iam:) action (C(iam:*), C(iam:PassRole), C(*), ...),
-        grants an action that is not read-only (C(Describe*), C(Get*), C(List*)) or is a wildcard on
-        every resource (C(*)), or lets the role read other objects of O(key_bucket).
+        C(NotAction) or C(NotResource); grants any C(iam:) action (C(iam:*), C(iam:PassRole), C(*), ...);
+        grants on every resource (C(*), C(arn:aws:s3:::*), ...) an action whose name does not start
+        with C(Describe), C(Get) or C(List) (so C(ec2:*) or C(s3:PutObject) on C(*)); or lets the role
+        read (C(s3:GetObject), C(s3:GetObjectVersion)) any object of O(key_bucket) other than
+        O(key_object), that is other instances' keys.
+      - C(Deny) statements are always accepted.
       - Sids C(ReadOwnVolumeKey) and C(ReadBootstrapObjects) are reserved.
     type: list
     elements: dict
@@ -271,6 +274,7 @@ READ_ONLY_PREFIXES = ("describe", "get", "list")
 # An object in the key bucket that is not this instance's key: a resource pattern matching it
 # would let the instance read other instances' keys.
 OTHER_KEY_SENTINEL = "cloudefigo-other-instance/volume.key"
+KEY_READ_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
 
 # IAM answers NoSuchEntity for a while after a role or profile is created.
 retry_new_entity = AWSRetry.jittered_backoff(retries=12, delay=1, catch_extra_error_codes=["NoSuchEntity"])
@@ -348,7 +352,20 @@ def parse_bootstrap_objects(items):
     return sorted(set(parsed))
 
 
-def statement_problems(statement, partition, key_bucket):
+def _covers_other_key(resource, partition, key_bucket, key_object):
+    """Whether a resource pattern covers an object of the key bucket other than this instance's key."""
+    if _iam_pattern_match(resource, s3_object_arn(partition, key_bucket, OTHER_KEY_SENTINEL), ignore_case=False):
+        return True
+    parts = resource.split(":", 5)
+    if len(parts) < 6 or not _iam_pattern_match(parts[2], "s3", ignore_case=False):
+        return False
+    bucket, _sep, key = parts[5].partition("/")
+    if not _iam_pattern_match(bucket, key_bucket, ignore_case=False):
+        return False
+    return "*" in key or "?" in key or key != key_object
+
+
+def statement_problems(statement, partition, key_bucket, key_object=None):
     """Why an extra statement would give an instance more than it should have (list of strings)."""
     if statement.get("Effect") != "Allow":
         return []
@@ -364,16 +381,13 @@ def statement_problems(statement, partition, key_bucket):
         broad = [a for a in actions if a not in iam_actions and not _action_is_read_only(a)]
         if broad:
             problems.append("grants wildcard or write actions (%s) on every resource" % ", ".join(broad))
-    if key_bucket:
-        other_key = s3_object_arn(partition, key_bucket, OTHER_KEY_SENTINEL)
-        if any(_iam_pattern_match(a, "s3:GetObject", ignore_case=True) for a in actions) and any(
-            _iam_pattern_match(r, other_key, ignore_case=False) for r in resources
-        ):
+    if key_bucket and any(_iam_pattern_match(a, read, ignore_case=True) for a in actions for read in KEY_READ_ACTIONS):
+        if any(_covers_other_key(r, partition, key_bucket, key_object) for r in resources):
             problems.append("lets the instance read other objects of key_bucket %s (other instances' keys)" % key_bucket)
     return problems
 
 
-def validate_extra_statements(statements, partition, key_bucket, allow_privileged):
+def validate_extra_statements(statements, partition, key_bucket, allow_privileged, key_object=None):
     """Raises ValidationError for malformed or (unless allowed) privileged statements; returns warnings."""
     warnings = []
     for index, statement in enumerate(statements or []):
@@ -386,7 +400,7 @@ def validate_extra_statements(statements, partition, key_bucket, allow_privilege
             raise ValidationError("%s: needs Resource or NotResource" % where)
         if statement.get("Sid") in RESERVED_SIDS:
             raise ValidationError("%s: Sid %s is reserved for the statements the module generates" % (where, statement["Sid"]))
-        for problem in statement_problems(statement, partition, key_bucket):
+        for problem in statement_problems(statement, partition, key_bucket, key_object):
             message = "%s %s" % (where, problem)
             if not allow_privileged:
                 raise ValidationError(message + "; refused (set allow_privileged_statements=true to override)")
@@ -445,7 +459,7 @@ def validate(params, partition="aws"):
         raise ValidationError("path must begin and end with / (for example /cloudefigo/)")
     bootstrap = parse_bootstrap_objects(params.get("bootstrap_objects"))
     warnings = validate_extra_statements(
-        params.get("extra_statements"), partition, params["key_bucket"], params.get("allow_privileged_statements")
+        params.get("extra_statements"), partition, params["key_bucket"], params.get("allow_privileged_statements"), params["key_object"]
     )
     if stage == "production" and not params.get("instance_id"):
         warnings.append("stage=production without instance_id: the key is not bound to one instance (ec2:SourceInstanceARN)")
