@@ -266,8 +266,21 @@ class Quarantine(object):
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             self.fail(exc, "Could not untag %s" % resource)
 
-    def set_groups(self, eni_id, groups):
+    def set_groups(self, eni, groups):
+        eni_id = eni["NetworkInterfaceId"]
         try:
+            if (eni.get("Attachment") or {}).get("DeviceIndex") == 0:
+                # The primary interface's groups are the instance's groups. Set them on the
+                # instance: emulators (moto) keep instance-level groups apart and would show them on
+                # every interface. AWS refuses this when several interfaces are attached; then the
+                # interface call below does the same thing.
+                try:
+                    self.ec2.modify_instance_attribute(InstanceId=self.params["instance_id"], Groups=groups,
+                                                       aws_retry=True)
+                    if len(self.enis) == 1:
+                        return
+                except is_boto3_error_code("InvalidInstanceID"):
+                    pass
             self.ec2.modify_network_interface_attribute(NetworkInterfaceId=eni_id, Groups=groups, aws_retry=True)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             self.fail(exc, "Could not set the security groups of %s to %s" % (eni_id, ", ".join(groups)))
@@ -328,7 +341,7 @@ class Quarantine(object):
                 if decode_groups(eni_tags) is None and self.act("record groups of %s" % eni_id):
                     self.tag(eni_id, encode_groups(before))
                 if self.act("isolate %s" % eni_id):
-                    self.set_groups(eni_id, [isolation_id])
+                    self.set_groups(eni, [isolation_id])
             else:
                 after = before
             interfaces.append({"network_interface_id": eni_id, "groups_before": before, "groups": after})
@@ -368,7 +381,7 @@ class Quarantine(object):
             after = before
             if previous is not None:
                 if previous and previous != before and self.act("restore groups of %s" % eni_id):
-                    self.set_groups(eni_id, previous)
+                    self.set_groups(eni, previous)
                 if self.act("forget recorded groups of %s" % eni_id):
                     self.untag(eni_id, group_tag_keys(eni_tags))
                 after = previous or before
