@@ -29,32 +29,48 @@ from . import schema as ct_schema
 _STOP = object()
 
 
-class _Chunks:
-    """A file-like object over a list of byte chunks, for copy_expert."""
-
-    def __init__(self, chunks):
-        self._chunks = chunks
-        self._next = 0
-
-    def read(self, size=-1):  # pylint: disable=unused-argument
-        if self._next >= len(self._chunks):
-            return b""
-        chunk = self._chunks[self._next]
-        self._chunks[self._next] = None  # let each chunk go as soon as it is sent
-        self._next += 1
-        return chunk
-
-    readline = read
+class _BuildError(Exception):
+    """Building the rows of a file failed half-way (the reader said so through the queue)."""
 
 
 class _Job:
-    __slots__ = ("log", "error", "chunks", "ids")
+    """One file in flight: its ledger data, event count, and the queue of its COPY chunks.
 
-    def __init__(self, log, error=None, chunks=None, ids=None):
+    The reader fills ``chunks`` (bounded: a few hundred KB each) while a worker COPYs from it,
+    so a file is never held as a whole COPY payload.
+    """
+
+    __slots__ = ("log", "error", "events", "chunks", "ids", "_stop")
+
+    def __init__(self, log, stop, error=None, events=0, depth=8):
         self.log = log
         self.error = error
-        self.chunks = chunks
-        self.ids = ids
+        self.events = events
+        self.chunks = queue.Queue(maxsize=depth)
+        self.ids = []
+        self._stop = stop
+
+    def next_chunk(self):
+        """The next (payload, ids), or None at the end of the file."""
+        while True:
+            try:
+                item = self.chunks.get(timeout=0.2)
+            except queue.Empty:
+                if self._stop.is_set():
+                    raise _BuildError("the run was stopped")
+                continue
+            if isinstance(item, Exception):
+                raise _BuildError(str(item))
+            return item
+
+    def read(self, size=-1):  # pylint: disable=unused-argument
+        """File-like read() for copy_expert: the next chunk, b'' at the end."""
+        item = self.next_chunk()
+        if item is None:
+            return b""
+        return item[0]
+
+    readline = read
 
 
 def _first_line(exc):
@@ -183,13 +199,24 @@ class Loader:
                             found = ct_records.parse_log(data)
                         except ct_records.BadLogFile as exc:
                             del data
-                            if not self._put(jobs, _Job(log, error=str(exc))):
+                            if not self._put(jobs, _Job(log, self._stop, error=str(exc))):
                                 return
                             continue
                         del data
-                        chunks, ids = ct_records.copy_chunks(found, inet_cache)
-                        del found
-                        if not self._put(jobs, _Job(log, chunks=chunks, ids=ids)):
+                        job = _Job(log, self._stop, events=len(found))
+                        if not self._put(jobs, job):
+                            return
+                        try:
+                            for chunk in ct_records.iter_chunks(found, inet_cache):
+                                if not self._put(job.chunks, chunk if self.check_mode else (chunk[0], None)):
+                                    return
+                        except Exception as exc:  # pylint: disable=broad-except
+                            # a value the row builder cannot write (e.g. a lone surrogate): this file only
+                            self._put(job.chunks, exc)
+                            continue
+                        finally:
+                            del found
+                        if not self._put(job.chunks, None):
                             return
         finally:
             for _number in range(self.workers):
@@ -255,6 +282,17 @@ class Loader:
         self._skip(log.key, error, failed=True)
 
     def _check(self, connection, statements, job, has_store):
+        ids = []
+        try:
+            while True:
+                item = job.next_chunk()
+                if item is None:
+                    break
+                ids.extend(item[1])
+        except _BuildError as exc:
+            self._skip(job.log.key, "could not build rows: %s" % exc, failed=True)
+            return
+        job.ids = ids
         unique = len(set(job.ids))
         existing = 0
         if has_store:
@@ -265,17 +303,27 @@ class Loader:
         with self._lock:
             self.result["files_loaded"] += 1
             self.result["events_loaded"] += unique - existing
-            self.result["duplicates"] += len(job.ids) - (unique - existing)
+            self.result["duplicates"] += len(ids) - (unique - existing)
+
+    def _drain(self, job):
+        """Take what the reader still has for a file COPY gave up on, so the reader moves on."""
+        while not self._stop.is_set():
+            try:
+                item = job.next_chunk()
+            except _BuildError:
+                return
+            if item is None:
+                return
 
     def _load(self, connection, statements, job):
         psycopg2 = self._psycopg2
         log = job.log
-        events = len(job.ids)
+        events = job.events
         try:
             with connection.cursor() as cursor:
                 cursor.execute(statements["ledger"], (log.key, log.etag, log.size, events, None))
                 file_id = cursor.fetchone()[0]
-                cursor.copy_expert(statements["copy"], _Chunks(job.chunks), size=1 << 20)
+                cursor.copy_expert(statements["copy"], job, size=1 << 20)
                 cursor.execute(statements["insert"], (file_id,))
                 inserted = cursor.rowcount
                 cursor.execute(statements["inserted"], (inserted, file_id))
@@ -283,10 +331,15 @@ class Loader:
         except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
             # the data of this file, not the session: record it, keep going with the next file
             connection.rollback()
+            self._drain(job)
             self._record_failure(connection, statements, log, "rejected by PostgreSQL: " + _first_line(exc))
             return
-        finally:
-            job.chunks = None
+        except _BuildError as exc:
+            connection.rollback()
+            if self._stop.is_set():
+                return
+            self._record_failure(connection, statements, log, "could not build rows: %s" % exc)
+            return
         with self._lock:
             self.result["files_loaded"] += 1
             self.result["events_loaded"] += inserted

@@ -21,9 +21,9 @@ from __future__ import annotations
 import gc
 import gzip
 import hashlib
-import ipaddress
 import json
 import re
+import socket
 import zlib
 
 try:
@@ -136,10 +136,13 @@ def inet_or_none(address, cache=None):
         return cache[address]
     found = None
     # Service names ("ec2.amazonaws.com", "AWS Internal") never start with a digit and hold no ':'.
+    # inet_pton (C) is strict: four decimal octets, or an IPv6 address without a zone.
     if address[0].isdigit() or ":" in address:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
         try:
-            found = str(ipaddress.ip_address(address))
-        except ValueError:
+            socket.inet_pton(family, address)
+            found = address
+        except (OSError, ValueError):
             found = None
     if cache is not None:
         if len(cache) > 10000:
@@ -192,27 +195,50 @@ def row_values(record, inet_cache=None):
 
 def copy_line(record, inet_cache=None):
     """One COPY text line (bytes, newline included) for one record."""
-    head = "\t".join([text_column(value) for value in row_values(record, inet_cache)]).encode("utf-8")
+    values = row_values(record, inet_cache)
+    # Fast path: every value a str or None and none holding a COPY special character, so the
+    # whole head is one join. Otherwise each value is converted and escaped on its own.
+    present = [value for value in values if value is not None]
+    try:
+        probe = "".join(present)
+    except TypeError:
+        probe = None
+    if probe is not None and not _COPY_SPECIAL.search(probe):
+        head = "\t".join(["\\N" if value is None else value for value in values])
+    else:
+        head = "\t".join([text_column(value) for value in values])
     resources = record.get("resources")
     resources = b"\\N" if resources is None else json_column(resources)
-    return b"".join((head, b"\t", resources, b"\t", json_column(record), b"\n"))
+    return b"".join((head.encode("utf-8"), b"\t", resources, b"\t", json_column(record), b"\n"))
 
 
-def copy_chunks(records, inet_cache=None, rows_per_chunk=500):
-    """COPY payload chunks (bytes) for records, and the list of their event ids."""
-    chunks = []
-    ids = []
+def iter_chunks(records, inet_cache=None, rows_per_chunk=250):
+    """(COPY payload bytes, event ids) per slice of records; each record let go once done.
+
+    The list is emptied as it goes, so a parsed file's memory is reused for the next one.
+    """
     enabled = gc.isenabled()
     gc.disable()
     try:
         for start in range(0, len(records), rows_per_chunk):
             lines = []
-            for record in records[start:start + rows_per_chunk]:
-                line = copy_line(record, inet_cache)
+            ids = []
+            for index in range(start, min(start + rows_per_chunk, len(records))):
+                line = copy_line(records[index], inet_cache)
+                records[index] = None
                 lines.append(line)
                 ids.append(line[:line.index(b"\t")].decode("utf-8"))
-            chunks.append(b"".join(lines))
+            yield b"".join(lines), ids
     finally:
         if enabled:
             gc.enable()
+
+
+def copy_chunks(records, inet_cache=None, rows_per_chunk=500):
+    """All COPY payload chunks (bytes) for records, and the list of their event ids."""
+    chunks = []
+    ids = []
+    for chunk, chunk_ids in iter_chunks(list(records), inet_cache, rows_per_chunk):
+        chunks.append(chunk)
+        ids.extend(chunk_ids)
     return chunks, ids
