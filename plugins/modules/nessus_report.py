@@ -16,9 +16,9 @@ description:
   - The file is streamed (memory stays flat in its size). A DOCTYPE or entity declaration is refused
     (XXE, billion laughs). A file that is empty, not well-formed, not a Nessus v2 report, or lists no
     host fails the task; it never passes.
-  - Run it on the controller with C(delegate_to: localhost) when the report is there.
+  - "Run it on the controller with C(delegate_to: localhost) when the report is there."
 author:
-  - cloudefigo.core contributors
+  - Cloudefigo contributors (@cloudefigo)
 options:
   path:
     description: The C(.nessus) file (a scan exported in the C(nessus) format).
@@ -32,6 +32,7 @@ attributes:
     description: The module only reads; it runs the same way in check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to diff.
 notes:
   - Gate on RV(passed) (or set O(fail_when_blocked=true)).
 seealso:

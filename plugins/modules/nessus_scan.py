@@ -26,7 +26,7 @@ description:
     and Essentials refuse to create or launch scans over the API. On them the module says so and points
     to O(scan_id) mode.
 author:
-  - cloudefigo.core contributors
+  - Cloudefigo contributors (@cloudefigo)
 options:
   state:
     description:
@@ -106,6 +106,7 @@ attributes:
       - With O(scan_id), the export and evaluation only read, and run in check mode too.
   diff_mode:
     support: full
+    description: Shows the scan to be created (before empty) or deleted (after empty).
 notes:
   - Long scans. A task blocks until the run ends. Run it with C(async) and C(poll) so Ansible shows it is alive
     and does not time the connection out. You can also use O(state=launched), then this module with O(scan_id),

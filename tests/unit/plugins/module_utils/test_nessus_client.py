@@ -233,8 +233,8 @@ def test_create_and_launch_payloads():
     stub = Stub({("POST", "/scans"): [{"scan": {"id": 42}}], ("POST", "/scans/42/launch"): [{"scan_uuid": "run-1"}]})
     client = keys_client(stub)
     assert client.create_scan("U1", "name", ["10.0.0.1", "10.0.0.2"], folder_id=3, policy_id=10) == 42
-    assert stub.calls[0]["body"] == {"uuid": "U1", "settings": {"name": "name", "text_targets": "10.0.0.1,10.0.0.2",
-                                                               "enabled": False, "folder_id": 3, "policy_id": 10}}
+    settings = {"name": "name", "text_targets": "10.0.0.1,10.0.0.2", "enabled": False, "folder_id": 3, "policy_id": 10}
+    assert stub.calls[0]["body"] == {"uuid": "U1", "settings": settings}
     assert client.launch(42) == "run-1"
 
 

@@ -168,8 +168,8 @@ def test_plain_doctype_is_refused(tmp_path):
 
 def test_minimal_report_passes(tmp_path):
     result = evaluate_file(_write(tmp_path, "<NessusClientData_v2>%s</NessusClientData_v2>" % HOST), fail_on="low")
-    assert result["passed"] is True and result["hosts"] == {"h": {"info": 1, "low": 0, "medium": 0, "high": 0,
-                                                                   "critical": 0, "total": 1}}
+    expected = {"info": 1, "low": 0, "medium": 0, "high": 0, "critical": 0, "total": 1}
+    assert result["passed"] is True and result["hosts"] == {"h": expected}
 
 
 def test_empty_file(tmp_path):

@@ -1,0 +1,269 @@
+"""nessus_scan against the lab's Nessus simulator over TLS (ca_path = the lab CA).
+
+Every behaviour is switched per scan target (POST /_sim/config with X-Sim-Token), and every test
+scans targets of its own, so tests may run in parallel against one simulator.  A pass, a fail,
+and every failure switch; each failure must end not passed, with a message that says why.
+"""
+import json
+import os
+import ssl
+import urllib.request
+import uuid
+
+import pytest
+
+SCAN = "Scan"
+
+
+def sim_call(lab, path, body=None):
+    if "LAB_NESSUS_URL" not in lab:
+        pytest.skip("the lab runs no Nessus simulator (lab/services/nessus.py)")
+    req = urllib.request.Request(lab["LAB_NESSUS_URL"] + path, method="POST" if body is not None else "GET",
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"X-Sim-Token": lab["LAB_NESSUS_ADMIN_TOKEN"],
+                                          "Content-Type": "application/json"})
+    context = ssl.create_default_context(cafile=lab["LAB_NESSUS_CA"])
+    with urllib.request.urlopen(req, timeout=30, context=context) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.fixture
+def sim(lab):
+    class Sim:
+        def target(self, **behaviour):
+            """A fresh target name with this behaviour (see lab/README-nessus.md for the switches)."""
+            name = "t-%s.lab" % uuid.uuid4().hex[:10]
+            sim_call(lab, "/_sim/config", {"targets": {name: behaviour}})
+            self.names.append(name)
+            return name
+
+        def config(self, body):
+            return sim_call(lab, "/_sim/config", body)
+
+        def state(self):
+            return sim_call(lab, "/_sim/state")
+
+        def scans_of(self, target):
+            return [s for s in self.state()["scans"].values() if target in s["targets"]]
+
+    helper = Sim()
+    helper.names = []
+    sim_call(lab, "/_sim/state")
+    yield helper
+    sim_call(lab, "/_sim/config", {"targets": {name: None for name in helper.names}})
+
+
+CONNECTION = {
+    "url": "{{ lab_nessus_url }}",
+    "ca_path": "{{ lab_nessus_ca }}",
+    "access_key": "{{ lab_nessus_access_key }}",
+    "secret_key": "{{ lab_nessus_secret_key }}",
+}
+SESSION = {
+    "url": "{{ lab_nessus_url }}",
+    "ca_path": "{{ lab_nessus_ca }}",
+    "username": "{{ lab_nessus_username }}",
+    "password": "{{ lab_nessus_password }}",
+}
+
+
+def scan(playbook, tmp_path, args, auth=None, check=False):
+    """Run nessus_scan once (ignore_errors) and return its result dict."""
+    module_args = dict(auth if auth is not None else CONNECTION)
+    module_args.setdefault("poll_interval", 0.3)
+    module_args.setdefault("wait_timeout", 60)
+    module_args.update(args)
+    play = tmp_path / ("play-%s.yml" % uuid.uuid4().hex[:6])
+    play.write_text(
+        "- name: Nessus scan\n"
+        "  hosts: localhost\n"
+        "  connection: local\n"
+        "  gather_facts: false\n"
+        "  tasks:\n"
+        "    - name: %s\n"
+        "      cloudefigo.core.nessus_scan: %s\n"
+        "      register: scan\n"
+        "      ignore_errors: true\n" % (SCAN, json.dumps(module_args))
+    )
+    result = playbook(str(play), check=check)
+    assert result.data is not None, result.stdout[-3000:] + result.stderr[-3000:]
+    results = result.task_results(SCAN)
+    assert len(results) == 1, result.stdout[-3000:]
+    return results[0]
+
+
+def assert_not_passed(res, *words):
+    assert res.get("failed") is True, res
+    assert res["passed"] is False, res
+    for word in words:
+        assert word.lower() in res["msg"].lower(), res["msg"]
+
+
+def test_clean_target_passes(sim, playbook, tmp_path):
+    target = sim.target()
+    report = tmp_path / "kept" / "report.nessus"
+    res = scan(playbook, tmp_path, {"targets": [target], "report_path": str(report), "fail_on": "low"})
+    assert res["passed"] is True and not res.get("failed"), res
+    assert res["changed"] is True
+    assert res["scan_status"] == "completed" and res["scan_id"] and res["scan_uuid"] and res["history_id"]
+    assert res["counts"]["info"] == 7 and res["counts"]["total"] == 7
+    assert res["hosts"] == {"preprod.boardvantage.net": {"info": 7, "low": 0, "medium": 0, "high": 0, "critical": 0,
+                                                         "total": 7}}
+    assert res["nessus_type"] == "Nessus Manager"
+    assert report.exists() and report.stat().st_size == os.path.getsize(
+        os.path.join(sim_call_lab_samples(playbook), "dojo_nessus_many_vuln.xml"))
+    runs = sim.scans_of(target)
+    assert len(runs) == 1 and runs[0]["runs"][0]["uuid"] == res["scan_uuid"]
+
+
+def sim_call_lab_samples(playbook):
+    from _lab import lab_env
+    return lab_env()["LAB_NESSUS_SAMPLES"]
+
+
+def test_vulnerable_target_does_not_pass(sim, playbook, tmp_path):
+    target = sim.target(report="pytenable_example.nessus")
+    res = scan(playbook, tmp_path, {"targets": [target], "fail_on": "medium", "delete_after": True})
+    assert res["passed"] is False and not res.get("failed"), res
+    assert res["blocking_count"] == 93 and res["counts"]["high"] == 77
+    assert res["blocking_findings"][0]["host"] == "adam"
+    assert res["scan_deleted"] is True and sim.scans_of(target) == []
+    failing = scan(playbook, tmp_path, {"targets": [target], "fail_on": "critical", "fail_when_blocked": True,
+                                        "policy": "Hardened Linux", "folder": "ansible-tests"})
+    assert_not_passed(failing, "critical")
+    assert failing["blocking_count"] == 7
+
+
+def test_accepted_plugins_make_it_pass(sim, playbook, tmp_path):
+    target = sim.target(report="dojo_nessus_with_cvssv3.nessus")
+    first = scan(playbook, tmp_path, {"targets": [target], "fail_on": "critical"})
+    ids = [f["plugin_id"] for f in first["blocking_findings"]]
+    res = scan(playbook, tmp_path, {"targets": [target], "fail_on": "critical",
+                                    "accepted_plugins": {"testphp.vulnweb.com": ids}})
+    assert res["passed"] is True and res["accepted_count"] == 2
+    assert res["severity_basis"] == "cvss_v2"
+
+
+def test_412_scan_api_unavailable(sim, playbook, tmp_path):
+    target = sim.target(scan_api=False)
+    res = scan(playbook, tmp_path, {"targets": [target]})
+    assert_not_passed(res, "412", "API is not available", "scan_id")
+    assert sim.scans_of(target) == []
+
+
+def test_401_mid_scan_relogin_then_success(sim, playbook, tmp_path):
+    target = sim.target(unauthorized_after_polls=2)
+    before = sim.state()["counters"]
+    res = scan(playbook, tmp_path, {"targets": [target]}, auth=SESSION)
+    assert res["passed"] is True and not res.get("failed"), res
+    after = sim.state()["counters"]
+    assert after["responses_401"] > before["responses_401"]
+    assert after["logins"] - before["logins"] >= 2  # the first login and the one after the expiry
+
+
+def test_401_mid_scan_relogin_refused(sim, playbook, tmp_path):
+    user = "u%s" % uuid.uuid4().hex[:8]
+    password = uuid.uuid4().hex
+    sim.config({"users": {user: password}})
+    target = sim.target(unauthorized_after_polls=2, deny_relogin=True)
+    auth = dict(SESSION, username=user, password=password)
+    res = scan(playbook, tmp_path, {"targets": [target]}, auth=auth)
+    assert_not_passed(res, "401", "Invalid Credentials")
+    assert res["scan_id"]  # the scan it created is named, to clean it up
+
+
+def test_401_with_api_keys_is_a_clear_failure(sim, playbook, tmp_path):
+    target = sim.target(unauthorized_after_polls=1)
+    res = scan(playbook, tmp_path, {"targets": [target]})
+    assert_not_passed(res, "401", "access_key")
+
+
+def test_409_export_while_running_then_ready(sim, playbook, tmp_path):
+    target = sim.target(export_conflict=2)
+    res = scan(playbook, tmp_path, {"targets": [target]})
+    assert res["passed"] is True, res
+
+
+def test_409_export_never_allowed(sim, playbook, tmp_path):
+    target = sim.target(export_conflict=-1)
+    res = scan(playbook, tmp_path, {"targets": [target], "export_timeout": 3})
+    assert_not_passed(res, "409", "still running")
+    assert res["timed_out"] is True
+
+
+@pytest.mark.parametrize("outcome", ["aborted", "canceled", "paused"])
+def test_run_that_did_not_complete(sim, playbook, tmp_path, outcome):
+    target = sim.target(outcome=outcome)
+    res = scan(playbook, tmp_path, {"targets": [target]})
+    assert_not_passed(res, "ended '%s'" % outcome, "only a completed run can pass")
+    assert res["scan_status"] == outcome
+    assert "blocking_findings" not in res
+
+
+def test_scan_that_never_ends_times_out(sim, playbook, tmp_path):
+    target = sim.target(outcome="never")
+    res = scan(playbook, tmp_path, {"targets": [target], "wait_timeout": 3})
+    assert_not_passed(res, "wait_timeout=3", "still running")
+    assert res["timed_out"] is True and res["scan_status"] == "running"
+
+
+def test_429_retry_after_then_success(sim, playbook, tmp_path):
+    target = sim.target(rate_limit=2, retry_after=1)
+    before = sim.state()["counters"]["responses_429"]
+    res = scan(playbook, tmp_path, {"targets": [target]})
+    assert res["passed"] is True, res
+    assert sim.state()["counters"]["responses_429"] - before == 2
+
+
+def test_429_that_never_stops(sim, playbook, tmp_path):
+    target = sim.target(rate_limit=1000, retry_after=1)
+    res = scan(playbook, tmp_path, {"targets": [target]})
+    assert_not_passed(res, "429", "rate limited")
+
+
+def test_malformed_report_from_the_scanner(sim, playbook, tmp_path):
+    target = sim.target(report="rubynessus_malformed_example_v2.nessus")
+    res = scan(playbook, tmp_path, {"targets": [target], "fail_on": "critical"})
+    assert_not_passed(res, "not well-formed", "line 1488")
+
+
+def test_xxe_report_from_the_scanner(sim, playbook, tmp_path):
+    evil = tmp_path / "evil.nessus"
+    evil.write_text('<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/hostname">]>'
+                    '<NessusClientData_v2><Report name="&e;"/></NessusClientData_v2>')
+    target = sim.target(report=str(evil))
+    res = scan(playbook, tmp_path, {"targets": [target]})
+    assert_not_passed(res, "DOCTYPE")
+
+
+def test_validate_certs_without_ca_path_fails(sim, playbook, tmp_path):
+    target = sim.target()
+    auth = {k: v for k, v in CONNECTION.items() if k != "ca_path"}
+    res = scan(playbook, tmp_path, {"targets": [target]}, auth=auth)
+    assert_not_passed(res, "certificate", "ca_path")
+    assert sim.scans_of(target) == []
+
+
+def test_check_mode_creates_nothing(sim, playbook, tmp_path):
+    target = sim.target()
+    res = scan(playbook, tmp_path, {"targets": [target]}, check=True)
+    assert res["changed"] is True and res["passed"] is False and not res.get("failed"), res
+    assert sim.scans_of(target) == []
+
+
+def test_launched_then_scan_id_then_absent(sim, playbook, tmp_path):
+    target = sim.target(report="rubynessus_example_v3.nessus")
+    launched = scan(playbook, tmp_path, {"state": "launched", "targets": [target]})
+    assert launched["changed"] is True and launched["scan_uuid"] and not launched.get("failed"), launched
+    scan_id = launched["scan_id"]
+    res = scan(playbook, tmp_path, {"scan_id": scan_id, "scan_uuid": launched["scan_uuid"], "fail_on": "critical"})
+    assert res["changed"] is False and res["passed"] is False and res["blocking_count"] == 8, res
+    latest = scan(playbook, tmp_path, {"scan_id": scan_id, "fail_on": "critical", "accepted_plugins": {
+        "*": [f["plugin_id"] for f in res["blocking_findings"]]}})
+    assert latest["passed"] is True and latest["scan_uuid"] == launched["scan_uuid"]
+    check = scan(playbook, tmp_path, {"state": "absent", "scan_id": scan_id}, check=True)
+    assert check["changed"] is True and len(sim.scans_of(target)) == 1
+    gone = scan(playbook, tmp_path, {"state": "absent", "scan_id": scan_id})
+    assert gone["changed"] is True and sim.scans_of(target) == []
+    again = scan(playbook, tmp_path, {"state": "absent", "scan_id": scan_id})
+    assert again["changed"] is False and not again.get("failed")
