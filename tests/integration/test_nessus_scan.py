@@ -99,7 +99,7 @@ def assert_not_passed(res, *words):
         assert word.lower() in res["msg"].lower(), res["msg"]
 
 
-def test_clean_target_passes(sim, playbook, tmp_path):
+def test_clean_target_passes(lab, sim, playbook, tmp_path):
     target = sim.target()
     report = tmp_path / "kept" / "report.nessus"
     res = scan(playbook, tmp_path, {"targets": [target], "report_path": str(report), "fail_on": "low"})
@@ -110,15 +110,10 @@ def test_clean_target_passes(sim, playbook, tmp_path):
     assert res["hosts"] == {"preprod.boardvantage.net": {"info": 7, "low": 0, "medium": 0, "high": 0, "critical": 0,
                                                          "total": 7}}
     assert res["nessus_type"] == "Nessus Manager"
-    assert report.exists() and report.stat().st_size == os.path.getsize(
-        os.path.join(sim_call_lab_samples(playbook), "dojo_nessus_many_vuln.xml"))
+    assert report.exists()
+    assert report.stat().st_size == os.path.getsize(os.path.join(lab["LAB_NESSUS_SAMPLES"], "dojo_nessus_many_vuln.xml"))
     runs = sim.scans_of(target)
     assert len(runs) == 1 and runs[0]["runs"][0]["uuid"] == res["scan_uuid"]
-
-
-def sim_call_lab_samples(playbook):
-    from _lab import lab_env
-    return lab_env()["LAB_NESSUS_SAMPLES"]
 
 
 def test_vulnerable_target_does_not_pass(sim, playbook, tmp_path):
