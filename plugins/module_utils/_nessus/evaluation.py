@@ -130,9 +130,19 @@ class _Evaluation(object):
         if handler is not None:
             handler(attrs)
 
+    def _start_in_report(self, name, attrs):
+        # the hot path: most elements of a report are ReportItem children that need nothing
+        if name == "ReportItem":
+            self._report_item(attrs)
+        elif name == "ReportHost":
+            self._report_host(attrs)
+        elif name == "tag":
+            self._tag(attrs)
+
     def _report(self, attrs):
         self.in_report = True
         self.report_seen = True
+        self.parser.StartElementHandler = self._start_in_report
 
     def _report_host(self, attrs):
         if not self.in_report:
