@@ -270,13 +270,16 @@ class ChefClient(object):
 
         With ``fields`` ({"out_name": ["attr", "path"]}) a partial search: rows are the ``data``
         dicts.  Pages until a short page because goiardi reports ``total`` as the size of the
-        returned page; sorts by ``url`` because goiardi's paged partial search otherwise loses rows.
+        returned page.  Pages need a stable order: goiardi's paged partial search loses rows
+        unless sorted by ``url``, while its full search sorts by an attribute and scrambles pages
+        when asked for ``url`` (measured on 0.11.10), so full searches sort by ``name``.
         """
         path = "/search/%s" % index
         rows_out = []
         start = 0
+        sort = "url asc" if fields else "name asc"
         while True:
-            params = {"q": query, "rows": page_size, "start": start, "sort": "url asc"}
+            params = {"q": query, "rows": page_size, "start": start, "sort": sort}
             if fields:
                 answer = self.request("POST", path, params=params, data=fields)
                 rows = [row.get("data", {}) for row in answer.get("rows", [])]

@@ -187,7 +187,7 @@ except ImportError:
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
-from ansible_collections.cloudefigo.core.plugins.module_utils._aws import enabled_regions, retrying_client, tag_dict
+from ansible_collections.cloudefigo.core.plugins.module_utils._aws import enabled_regions, regional_clients, tag_dict
 from ansible_collections.cloudefigo.core.plugins.module_utils._chef import (
     CHEF_MUTUALLY_EXCLUSIVE,
     CHEF_REQUIRED_ONE_OF,
@@ -323,7 +323,7 @@ def main():
     chef = chef_client(module)
     regions = enabled_regions(module, module.params["regions"])
     filters = ec2_filters(module.params["instance_states"], module.params["tags"], module.params["filters"])
-    clients = dict((region, retrying_client(module, "ec2", region=region)) for region in regions)
+    clients = regional_clients(module, "ec2", regions)
     now = time.time()
 
     # the regions and the Chef search are independent: wait for the slowest, not the sum
