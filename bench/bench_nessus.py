@@ -83,7 +83,7 @@ def evaluate(path):
 def best_of(func, path, runs=3):
     best = None
     items = None
-    for _ in range(runs):
+    for _run in range(runs):
         started = time.perf_counter()
         items = func(path)
         elapsed = time.perf_counter() - started
