@@ -1,4 +1,3 @@
-#!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: Contributors to cloudefigo.core
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -73,7 +72,7 @@ def generate(directory):
     start = 1688990000
     for number in range(FILES):
         batch = []
-        for _ in range(min(per_file, EVENTS - made)):
+        for _index in range(min(per_file, EVENTS - made)):
             record = json.loads(shapes[rng.randrange(len(shapes))])
             record["eventID"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             record["requestID"] = uuid.UUID(int=rng.getrandbits(128), version=4).hex.upper()

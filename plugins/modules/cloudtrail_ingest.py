@@ -24,7 +24,7 @@ description:
     count, load time and error, and a re-run skips files already there with the same etag and
     size. Events are unique by C(event_id) (a record without C(eventID) gets C(sha256:) and a
     hash of its content) and inserted with C(ON CONFLICT DO NOTHING).
-  - Each file is loaded in one transaction with its ledger row: a run killed midway leaves
+  - Each file is loaded in one transaction with its ledger row, so a run killed midway leaves
     whole files or nothing. A file that is not a CloudTrail log (truncated gzip, invalid JSON,
     no C(Records)) or whose rows PostgreSQL rejects is recorded in the ledger with its error,
     reported in RV(files_skipped) and RV(files_failed), and skipped; the run goes on and does
@@ -33,7 +33,7 @@ description:
   - Streams files through a reader thread that parses them while O(workers) database sessions
     COPY earlier files into per-session TEMP staging tables and insert from there.
 author:
-  - Cloudefigo contributors
+  - Cloudefigo contributors (@cloudefigo)
 options:
   bucket:
     description:
@@ -86,6 +86,7 @@ attributes:
         creates, migrates and writes nothing.
   diff_mode:
     support: none
+    description: Nothing to show a diff of.
 notes:
   - The module does not fail on bad log files; check RV(files_failed).
   - RV(files_skipped) lists every file not loaded by this run, already loaded ones included.
@@ -280,9 +281,8 @@ def main():
     try:
         result = loader.run(sources)
     except psycopg2.Error as exc:
-        module.fail_json(msg="PostgreSQL error while loading into schema %s: %s" % (module.params["schema"],
-                                                                                   str(exc).strip()),
-                         exception=traceback.format_exc())
+        module.fail_json(msg="PostgreSQL error while loading into schema %s: %s"
+                             % (module.params["schema"], str(exc).strip()), exception=traceback.format_exc())
     except Exception as exc:  # pylint: disable=broad-except
         module.fail_json_aws(exc, msg="Could not list the log files")
     result["sources"] = [source.describe() for source in sources]

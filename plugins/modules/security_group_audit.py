@@ -21,7 +21,7 @@ description:
     O(allowed_cidrs) is set); a VPC's C(default) group with any rule (CIS AWS 5.4).
   - C(low) - a group attached to no network interface (unused; default groups excepted).
 author:
-  - Cloudefigo contributors
+  - Cloudefigo contributors (@cloudefigo)
 options:
   regions:
     description:
@@ -60,6 +60,7 @@ attributes:
     description: Read-only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing to show a diff of.
 """
 
 EXAMPLES = r"""

@@ -236,10 +236,9 @@ class Loader:
             cursor.execute("SET temp_buffers TO '32MB'")
             if has_store:
                 columns = self._sql.SQL(", ").join(self._sql.Identifier(name) for name in ct_records.COLUMNS)
-                cursor.execute(self._sql.SQL(
-                    "CREATE TEMP TABLE cloudtrail_staging ON COMMIT DELETE ROWS AS SELECT {columns} "
-                    "FROM {schema}.events WITH NO DATA").format(columns=columns,
-                                                              schema=self._sql.Identifier(self.schema)))
+                staging = self._sql.SQL("CREATE TEMP TABLE cloudtrail_staging ON COMMIT DELETE ROWS AS "
+                                        "SELECT {columns} FROM {schema}.events WITH NO DATA")
+                cursor.execute(staging.format(columns=columns, schema=self._sql.Identifier(self.schema)))
         connection.commit()
         return connection
 
@@ -255,8 +254,7 @@ class Loader:
             "copy": self._sql.SQL("COPY cloudtrail_staging ({columns}) FROM STDIN").format(columns=columns),
             "insert": self._sql.SQL(
                 "INSERT INTO {schema}.events ({columns}, file_id) SELECT {columns}, %s FROM cloudtrail_staging "
-                "ON CONFLICT (event_id) DO NOTHING").format(schema=self._sql.Identifier(self.schema),
-                                                             columns=columns),
+                "ON CONFLICT (event_id) DO NOTHING").format(schema=self._sql.Identifier(self.schema), columns=columns),
             "inserted": self._q("UPDATE {schema}.files SET inserted = %s WHERE id = %s"),
             "existing": self._q("SELECT count(DISTINCT event_id) FROM {schema}.events WHERE event_id = ANY(%s)"),
         }
