@@ -26,7 +26,10 @@ description:
     wildcard or write actions on every resource; O(extra_statements) that would do so are refused
     (see O(allow_privileged_statements)).
   - IAM is eventually consistent; calls made right after a role or profile is created are retried
-    while IAM still answers C(NoSuchEntity).
+    while IAM still answers C(NoSuchEntity), and after adding the role to the instance profile the
+    module waits (up to 60 seconds) until IAM reads the profile back with the role in it. EC2 may
+    still need a few more seconds before it accepts a brand-new profile in C(RunInstances); retry
+    that call (as C(amazon.aws.ec2_instance) users do with C(retries)/C(until)).
 author:
   - Cloudefigo contributors (@cloudefigo)
 options:
@@ -234,6 +237,7 @@ tags:
 import copy
 import json
 import re
+import time
 
 try:
     import botocore  # noqa: F401 pylint: disable=unused-import
@@ -644,6 +648,8 @@ class InstanceRole:
             self.call("add role %s to instance profile %s" % (self.name, self.name), "add_role_to_instance_profile", retry_new=True,
                       InstanceProfileName=self.name, RoleName=self.name)
             profile_after["roles"] = [self.name]
+            if not self.module.check_mode:
+                profile_after["arn"] = self.wait_for_profile()
 
         self.after = {"role": after, "instance_profile": profile_after}
         return {
@@ -653,6 +659,18 @@ class InstanceRole:
             "trust_policy": after["trust_policy"],
             "tags": after["tags"],
         }
+
+    def wait_for_profile(self, timeout=60):
+        """Wait until IAM reads the profile back with the role in it (IAM is eventually consistent)."""
+        deadline = time.time() + timeout
+        while True:
+            profile = self.get_profile()
+            if profile and [r["RoleName"] for r in profile.get("Roles", [])] == [self.name]:
+                return profile["Arn"]
+            if time.time() > deadline:
+                self.module.fail_json(msg="instance profile %s does not show role %s after %ds; IAM may still be catching up, run again"
+                                      % (self.name, self.name, timeout))
+            time.sleep(2)
 
     def absent(self):
         role = self.get_role()
