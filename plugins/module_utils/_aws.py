@@ -100,7 +100,8 @@ def regional_clients(module, service, regions):
     ``module.client()`` opens a new boto3 session per call, and each loads botocore's data
     afresh (~1 s): auditing 38 regions that way costs ~40 s before the first API call.
     """
-    import boto3  # pylint: disable=import-outside-toplevel  (AnsibleAWSModule checked it is there)
+    # imported here: AnsibleAWSModule has already checked that boto3 is there
+    import boto3  # pylint: disable=import-outside-toplevel
     import botocore.config  # pylint: disable=import-outside-toplevel
     from ansible_collections.amazon.aws.plugins.module_utils.botocore import get_aws_connection_info  # pylint: disable=import-outside-toplevel
     from ansible_collections.amazon.aws.plugins.module_utils.retries import RetryingBotoClientWrapper  # pylint: disable=import-outside-toplevel

@@ -20,7 +20,7 @@ description:
   - The connection credentials (O(client_name)) must be allowed to create and delete clients
     and nodes, for example an admin user.
 author:
-  - Cloudefigo contributors
+  - Cloudefigo contributors (@cloudefigo)
 options:
   name:
     description:
@@ -59,13 +59,15 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
+    description: Reports what would change and changes nothing.
   diff_mode:
     support: full
+    description: Shows the state before and after.
     details: The diff shows the node's run list and environment and whether the client exists, never keys.
 notes:
-  - The private key of a new client is shown once: by Chef, when the client is created. A later
-    run with the client present returns no key. Register the result with C(no_log: true) on the
-    task or use O(private_key_path).
+  - Chef shows the private key of a new client once, when it creates the client. A later run
+    with the client present returns no key. Set C(no_log) to V(true) on the task, or use
+    O(private_key_path).
 """
 
 EXAMPLES = r"""

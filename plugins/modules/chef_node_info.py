@@ -15,7 +15,7 @@ description:
     list, last converge time (C(ohai_time)) and its age, address, FQDN and EC2 instance id.
   - A search uses one partial search (only the returned fields travel), paged if needed.
 author:
-  - Cloudefigo contributors
+  - Cloudefigo contributors (@cloudefigo)
 options:
   name:
     description:
@@ -35,6 +35,7 @@ attributes:
     description: Read-only; runs in check mode too.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to diff.
 """
 
 EXAMPLES = r"""
@@ -84,7 +85,7 @@ nodes:
       type: float
       sample: 1700000000.12
     ohai_age:
-      description: Seconds since O(ohai_time) at the time of the call; null when never converged.
+      description: Seconds since C(ohai_time) at the time of the call; null when never converged.
       type: int
       sample: 1250
     ipaddress:

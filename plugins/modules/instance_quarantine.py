@@ -25,7 +25,7 @@ description:
   - Existing connections tracked by the old groups may survive the change of groups; stop the
     instance or use network ACLs when that matters.
 author:
-  - Cloudefigo contributors
+  - Cloudefigo contributors (@cloudefigo)
 options:
   instance_id:
     description:
@@ -77,8 +77,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
+    description: Reports what would change and changes nothing.
   diff_mode:
     support: full
+    description: Shows the state before and after.
     details: Shows the groups of every network interface, the C(SecurityStatus) tag and termination protection.
 """
 

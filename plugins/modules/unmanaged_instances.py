@@ -20,7 +20,7 @@ description:
   - Managed instances whose node did not converge within O(stale_after) seconds (or never did)
     are also listed in RV(stale).
 author:
-  - Cloudefigo contributors
+  - Cloudefigo contributors (@cloudefigo)
 options:
   regions:
     description:
@@ -67,6 +67,7 @@ attributes:
     description: Read-only; runs in check mode too.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to diff.
 """
 
 EXAMPLES = r"""

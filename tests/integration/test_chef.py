@@ -94,8 +94,8 @@ def test_unmanaged_instances_two_regions(lab, aws, chef, prefix, playbook, tmp_p
     path = write_play(tmp_path, [
         {"name": "Audit", "cloudefigo.core.unmanaged_instances": dict(audit, regions=["us-east-1", "eu-west-1"]),
          "register": "audit"},
-        {"name": "Audit red team", "cloudefigo.core.unmanaged_instances": dict(audit, regions=["us-east-1"],
-                                                                             tags={"Team": "red"}),
+        {"name": "Audit red team",
+         "cloudefigo.core.unmanaged_instances": dict(audit, regions=["us-east-1"], tags={"Team": "red"}),
          "register": "red"},
         {"name": "Audit every enabled region", "cloudefigo.core.unmanaged_instances": audit, "register": "everywhere"},
     ])

@@ -28,8 +28,8 @@ def b64(data, algorithm):
 def signature_of(headers):
     parts = sorted((int(name.rsplit("-", 1)[1]), value) for name, value in headers.items()
                    if name.startswith("X-Ops-Authorization-"))
-    assert all(len(value) <= 60 for _, value in parts)
-    return base64.b64decode("".join(value for _, value in parts))
+    assert all(len(value) <= 60 for dummy, value in parts)
+    return base64.b64decode("".join(value for dummy, value in parts))
 
 
 def test_canonical_request_1_3():

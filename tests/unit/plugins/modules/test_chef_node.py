@@ -21,7 +21,7 @@ def server(monkeypatch):
 
     def request(self, method, path, params=None, data=None, missing_ok=False):
         state["calls"].append((self.client_name, method, path))
-        kind, _, name = path.strip("/").partition("/")
+        kind, dummy, name = path.strip("/").partition("/")
         store = state[kind]
         if method == "GET":
             if name not in store and missing_ok:
