@@ -260,7 +260,12 @@ class Loader:
         }
         try:
             while True:
-                job = jobs.get()
+                try:
+                    job = jobs.get(timeout=0.2)
+                except queue.Empty:
+                    if self._stop.is_set():
+                        return
+                    continue
                 if job is _STOP or self._stop.is_set():
                     return
                 if job.error is not None:
