@@ -22,13 +22,16 @@ args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
 sys.exit(main(["install", "--upgrade", "--force-reinstall"] + args))
 PY
 
-tree="$ROOT/.cache/sanity/ansible_collections"
+# a tree of its own per run: concurrent runs must not share (or delete) each other's copy
+mkdir -p "$ROOT/.cache/sanity"
+work=$(mktemp -d "$ROOT/.cache/sanity/run.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+tree="$work/ansible_collections"
 dest="$tree/cloudefigo/core"
 mkdir -p "$tree/cloudefigo"
 for dep in amazon ansible community; do
     ln -sfn "$ROOT/.cache/collections/ansible_collections/$dep" "$tree/$dep"
 done
-rm -rf "$dest"
 mkdir -p "$dest"
 # what git would commit: tracked files plus new, not ignored ones (deleted ones skipped)
 git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
@@ -38,4 +41,4 @@ git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' 
 done
 cd "$dest"
 git init -q . && git add -A >/dev/null 2>&1 && git -c user.email=ci@localhost -c user.name=ci commit -qm sanity >/dev/null
-exec "$ROOT/.venv/bin/ansible-test" sanity --venv --python 3.11 --color no "$@"
+"$ROOT/.venv/bin/ansible-test" sanity --venv --python 3.11 --color no "$@"
