@@ -1,0 +1,191 @@
+"""Fault matrix of playbooks/secure_launch.yml (R1): one test per injected fault.
+
+Whatever fails, the instance must end out of the production group, in the remediation group, with
+its role shrunk to its own key (or deleted) and a SecurityReason tag, and the job must fail.
+The faults sit before or after the on-instance roles, so the launch runs without the VM
+(secure_launch_configure_instance: false) except for the unreachable host, which is one by design.
+Faults come from the Nessus simulator's per-target switches, moto's IAM enforcement with an
+explicit Deny, and Chef (no node).
+"""
+import json
+import os
+import ssl
+import urllib.request
+import uuid
+
+import pytest
+
+from _lab import ROOT, moto_post
+
+PLAYBOOK = os.path.join(ROOT, "playbooks", "secure_launch.yml")
+KEY_BUCKET = "fault-matrix-keys"
+
+
+def _nessus_switch(lab, target, behaviour):
+    ctx = ssl.create_default_context(cafile=lab["LAB_NESSUS_CA"])
+    req = urllib.request.Request(lab["LAB_NESSUS_URL"] + "/_sim/config",
+                                 data=json.dumps({"targets": {target: behaviour}}).encode(), method="POST",
+                                 headers={"Content-Type": "application/json",
+                                          "X-Sim-Token": lab["LAB_NESSUS_ADMIN_TOKEN"]})
+    with urllib.request.urlopen(req, timeout=30, context=ctx) as resp:
+        resp.read()
+
+
+def _chef(lab):
+    from ansible_collections.cloudefigo.core.plugins.module_utils._chef import ChefClient
+    with open(lab["LAB_CHEF_KEY"], "rb") as handle:
+        return ChefClient(lab["LAB_CHEF_URL"], lab["LAB_CHEF_USER"], handle.read())
+
+
+@pytest.fixture
+def launch(lab, aws, playbook, tmp_path):
+    """Run a one-instance secure launch with a given fault; yields a callable returning the result."""
+    if "LAB_NESSUS_URL" not in lab:
+        pytest.skip("needs the Nessus simulator (lab/services/nessus.py)")
+    name = "fault-%s" % uuid.uuid4().hex[:8]
+    created_nodes = []
+
+    def _run(chef_node=True, spec=None, env=None, **overrides):
+        if chef_node:
+            _chef(lab).request("POST", "/nodes", data={
+                "name": name, "json_class": "Chef::Node", "chef_type": "node", "chef_environment": "_default",
+                "run_list": [], "normal": {}, "default": {}, "override": {}, "automatic": {}})
+            created_nodes.append(name)
+        extra = {
+            "cloudefigo_aws_region": "us-east-1",
+            "cloudefigo_aws_endpoint_url": lab["LAB_AWS_ENDPOINT"],
+            "cloudefigo_chef_server_url": lab["LAB_CHEF_URL"],
+            "cloudefigo_chef_client_name": lab["LAB_CHEF_USER"],
+            "cloudefigo_chef_client_key": lab["LAB_CHEF_KEY"],
+            "cloudefigo_nessus_url": lab["LAB_NESSUS_URL"],
+            "cloudefigo_nessus_access_key": lab["LAB_NESSUS_ACCESS_KEY"],
+            "cloudefigo_nessus_secret_key": lab["LAB_NESSUS_SECRET_KEY"],
+            "cloudefigo_nessus_ca_path": lab["LAB_NESSUS_CA"],
+            "secure_launch_image_id": "ami-1e749f67",
+            "secure_launch_key_bucket": KEY_BUCKET,
+            "secure_launch_key_deny_insecure_transport": False,
+            "secure_launch_report_dir": str(tmp_path),
+            "secure_launch_configure_instance": False,
+            "secure_launch_chef_require_converged": False,
+            "secure_launch_nessus_poll_interval": 1,
+            "secure_launch_bootstrap_objects": ["%s/bootstrap/package.deb" % KEY_BUCKET],
+            "secure_launch_instances": [dict({"name": name, "scan_targets": [name]}, **(spec or {}))],
+        }
+        extra.update(overrides)
+        result = playbook(PLAYBOOK, extra_vars=extra, env=env, json_output=False)
+        # enforcement (if a test turned it on) off again before looking with the lab's credentials
+        moto_post(lab, "/moto-api/reset-auth", b"inf")
+        summaries = [p for p in os.listdir(str(tmp_path)) if p.startswith("secure-launch-") and p.endswith(".json")]
+        summary = json.loads((tmp_path / summaries[0]).read_text()) if summaries else None
+        return result, summary
+
+    _run.name = name
+    yield _run
+    moto_post(lab, "/moto-api/reset-auth", b"inf")
+    for node in created_nodes + [name]:
+        try:
+            _chef(lab).request("DELETE", "/nodes/%s" % node, missing_ok=True)
+        except Exception:  # pylint: disable=broad-except
+            pass
+
+
+def _assert_contained(aws, name, result, summary, reason_start):
+    output = result.stdout[-6000:] + result.stderr[-3000:]
+    assert result.rc != 0, "the launch must fail:\n" + output
+    assert "NOT promoted" in result.stdout, output
+    assert summary and [f["name"] for f in summary["failed"]] == [name], summary
+
+    ec2 = aws.client("ec2")
+    reservations = ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [name]}])["Reservations"]
+    instances = [i for r in reservations for i in r["Instances"]]
+    assert len(instances) == 1, instances
+    instance = instances[0]
+    tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+    assert tags["SecurityStatus"] == "remediation"
+    assert tags["SecurityReason"].startswith(reason_start), tags["SecurityReason"]
+
+    groups = {g["GroupName"] for g in instance["SecurityGroups"]}
+    assert groups == {"cloudefigo-remediation"}, groups
+    production = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["cloudefigo-production"]}])
+    production_ids = {g["GroupId"] for g in production["SecurityGroups"]}
+    assert not production_ids & {g["GroupId"] for g in instance["SecurityGroups"]}
+
+    # the role is gone, or reads its own key and nothing else (no bootstrap objects, no other action)
+    iam = aws.client("iam")
+    role = "cloudefigo-" + name
+    try:
+        names = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    except iam.exceptions.NoSuchEntityException:
+        return
+    allowed = set()
+    for policy in names:
+        document = iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
+        for statement in document["Statement"]:
+            if statement["Effect"] != "Allow":
+                continue
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            allowed.update((a, r) for a in actions for r in resources)
+    assert allowed == {("s3:GetObject", "arn:aws:s3:::%s/volumes/%s.key" % (KEY_BUCKET, name))}, allowed
+
+
+def test_nessus_scan_api_unavailable_412(lab, aws, launch):
+    _nessus_switch(lab, launch.name, {"scan_api": False})
+    result, summary = launch()
+    _assert_contained(aws, launch.name, result, summary, "Scan the instance with Nessus")
+
+
+def test_nessus_scan_aborted(lab, aws, launch):
+    _nessus_switch(lab, launch.name, {"outcome": "aborted"})
+    result, summary = launch()
+    _assert_contained(aws, launch.name, result, summary, "Scan the instance with Nessus")
+
+
+def test_nessus_scan_timeout(lab, aws, launch):
+    _nessus_switch(lab, launch.name, {"outcome": "never"})
+    result, summary = launch(secure_launch_nessus_wait_timeout=5)
+    _assert_contained(aws, launch.name, result, summary, "Scan the instance with Nessus")
+
+
+def test_critical_finding(lab, aws, launch):
+    _nessus_switch(lab, launch.name, {"report": "dojo_nessus_with_cvssv3.nessus"})
+    result, summary = launch(secure_launch_nessus_fail_on="critical")
+    _assert_contained(aws, launch.name, result, summary, "Promote only when the scan passed")
+    assert "not passed" in summary["instances"][0]["scan_verdict"]
+
+
+def test_chef_node_missing(aws, launch):
+    result, summary = launch(chef_node=False)
+    _assert_contained(aws, launch.name, result, summary, "Check that Chef registered")
+
+
+def _enforce_with_deny(lab, aws, action):
+    """An IAM user allowed everything but `action`, and moto's IAM enforcement on; returns its env."""
+    iam = aws.client("iam")
+    iam.create_user(UserName="launcher")
+    iam.put_user_policy(UserName="launcher", PolicyName="all-but", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"},
+                      {"Effect": "Deny", "Action": action, "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="launcher")["AccessKey"]
+    moto_post(lab, "/moto-api/reset-auth", b"0")
+    return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+
+def test_s3_put_denied(lab, aws, launch):
+    env = _enforce_with_deny(lab, aws, "s3:PutObject")
+    result, summary = launch(env=env)
+    _assert_contained(aws, launch.name, result, summary, "Create the volume key")
+
+
+def test_volume_attach_error(lab, aws, launch):
+    env = _enforce_with_deny(lab, aws, "ec2:AttachVolume")
+    result, summary = launch(env=env)
+    _assert_contained(aws, launch.name, result, summary, "Create and attach the encrypted volume")
+
+
+def test_host_unreachable(aws, launch):
+    # the moto instance's private address leads nowhere: SSH never answers
+    result, summary = launch(secure_launch_configure_instance=True, secure_launch_connect_timeout=10,
+                             secure_launch_ssh_common_args="-o ConnectTimeout=3 -o StrictHostKeyChecking=no")
+    _assert_contained(aws, launch.name, result, summary, "Wait for the instance to answer")
