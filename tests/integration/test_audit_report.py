@@ -75,7 +75,7 @@ class _Dom(html.parser.HTMLParser):
         if tag == "section":
             self._section = None
         if self._ids and self._ids[-1][1] == tag:
-            ident, _, text = self._ids.pop()
+            ident, _tag, text = self._ids.pop()
             self.by_id[ident] = text
             if self._ids:
                 self._ids[-1][2] += text
@@ -115,7 +115,7 @@ def _render(tmp_path, unmanaged, sg, cloudtrail=None, report_dir=None):
     - name: Write the report
       ansible.builtin.include_tasks: %(tasks)s
 """ % {"dir": report_dir, "data": data, "tasks": TASKS,
-                                                      "templates": os.path.join(ROOT, "playbooks", "templates")})
+       "templates": os.path.join(ROOT, "playbooks", "templates")})
     proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", "localhost,", str(play)],
                           cwd=ROOT, env=ansible_env({}), capture_output=True, text=True, check=False, timeout=600)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
@@ -155,7 +155,7 @@ def test_report_in_a_browser(tmp_path):
 
     # hostile values are text: no script or img element, no event handler attribute, not templated
     assert "script" not in dom.tags and "img" not in dom.tags
-    assert not [a for _, attrs in dom.attrs for a in attrs if a.startswith("on")]
+    assert not [a for _tag, attrs in dom.attrs for a in attrs if a.startswith("on")]
     assert SCRIPT_TAG in dom.sections["us-east-1"]
     assert ATTR_BREAK in dom.sections["us-east-1"]
     assert JINJA in dom.sections["us-east-1"] and "49" not in dom.sections["us-east-1"].split("Note=")[1][:10]
@@ -178,7 +178,7 @@ def test_report_shows_changes_since_the_previous_run(tmp_path):
     newcomer = {"instance_id": "i-0east000000000002", "region": "us-east-1", "state": "pending",
                 "launch_time": "", "private_dns_name": "", "tags": {"Name": "newcomer"}}
     report = _render(tmp_path, _unmanaged(extra_east=[newcomer]), _sg(with_ssh=False), report_dir=report_dir)
-    dom, _ = _chromium_dom(tmp_path, report)
+    dom = _chromium_dom(tmp_path, report)[0]
     assert dom.by_id["new-unmanaged"] == "1"
     assert dom.by_id["resolved-unmanaged"] == "0"
     assert dom.by_id["new-findings"] == "0"
