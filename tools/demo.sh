@@ -21,6 +21,18 @@ run() {
 if [ -f playbooks/secure_launch.yml ] && [ -f playbooks/vars/lab.yml ]; then
     run -i "${LAB_VM_INVENTORY:-localhost,}" playbooks/secure_launch.yml -e @playbooks/vars/lab.yml
     run -i localhost, playbooks/audit.yml -e @playbooks/vars/lab.yml
+    python3 - "$LAB_STATE_DIR" <<'PY'
+import json, os, sys
+state = sys.argv[1]
+summary = json.load(open(os.path.join(state, "secure_launch", "summary.json")))
+print("demo: secure launch %s" % summary["launch_id"])
+for item in summary["instances"]:
+    print("demo:   instance %s (%s): %s" % (item["instance_id"], item["name"], item["status"]))
+    print("demo:     security groups %s" % ", ".join(item["security_groups"]))
+    print("demo:     role %s stage %s allows %s" % (item["role"], item["role_stage"], ", ".join(item["role_actions"]) or "nothing"))
+    print("demo:     scan verdict: %s %s" % (item["scan_verdict"], item["scan_counts"]))
+print("demo: audit report file://%s" % os.path.join(state, "audit", "audit-report.html"))
+PY
 else
     run -i localhost, playbooks/foundation_demo.yml
 fi
