@@ -47,6 +47,7 @@ boot_pid=$!
 depmod -b "$WORK/kernel" "$kver"
 mkdir -p "$WORK/initrd"/{bin,dev,proc,sys,newroot,lib/modules}
 cp "$WORK/bb/bin/busybox" "$WORK/initrd/bin/busybox"
+ln -s busybox "$WORK/initrd/bin/sh"
 : >"$WORK/initrd/modules.order"
 for mod in $MODULES; do
     modprobe -d "$WORK/kernel" -S "$kver" --show-depends "$mod" 2>/dev/null | awk '$1 == "insmod" {print $2}'

@@ -34,7 +34,7 @@ class VM:
 
     def sh(self, script, check=True):
         proc = subprocess.run(self.base + ["sudo", "-n", "sh", "-c", _quote(script)], capture_output=True, text=True,
-                              timeout=600, check=False)
+                              stdin=subprocess.DEVNULL, timeout=600, check=False)
         if check:
             assert proc.returncode == 0, "VM command failed: %s\n%s%s" % (script, proc.stdout, proc.stderr)
         return proc
@@ -62,6 +62,17 @@ def recap(result):
     assert match, "no PLAY RECAP for lab_vm:\n%s\n%s" % (result.stdout[-5000:], result.stderr[-3000:])
     return {"ok": int(match.group(1)), "changed": int(match.group(2)), "unreachable": int(match.group(3)),
             "failed": int(match.group(4))}
+
+
+def task_results(result, name, host="lab_vm"):
+    """Results of a task by name (role tasks are named "<role> : <name>" by the json callback)."""
+    out = []
+    for play in (result.data or {}).get("plays", []):
+        for task in play["tasks"]:
+            full = task["task"]["name"]
+            if (full == name or full.endswith(" : " + name)) and host in task["hosts"]:
+                out.append(task["hosts"][host])
+    return out
 
 
 def no_secret(text, secret):
@@ -228,10 +239,10 @@ def test_os_upgrade_reboots_only_when_required_check_mode(lab, vm):
     finally:
         vm.sh("rm -f /var/run/reboot-required")
     assert result.rc == 0, result.stdout[-5000:]
-    reboot = result.task_results("Reboot when required", host="lab_vm")
+    reboot = task_results(result, "Reboot when required")
     assert reboot and reboot[0].get("changed") and not reboot[0].get("skipped")
     result = run_playbook(lab, play, check=True, inventory=lab["LAB_VM_INVENTORY"])
-    reboot = result.task_results("Reboot when required", host="lab_vm")
+    reboot = task_results(result, "Reboot when required")
     assert result.rc == 0 and reboot and reboot[0].get("skipped")
 
 
@@ -251,8 +262,8 @@ def test_os_upgrade_dnf_path_check_mode_with_stub(lab, vm):
         {"name": ["*"], "state": "latest", "update_cache": True, "check_mode": True},
         {"name": ["dnf-plugins-core", "cryptsetup"], "state": "present", "update_cache": False, "check_mode": True},
     ]
-    assert not result.task_results("Upgrade every package (apt dist-upgrade)", host="lab_vm")
-    reboot = result.task_results("Reboot when required", host="lab_vm")
+    assert not task_results(result, "Upgrade every package (apt dist-upgrade)")
+    reboot = task_results(result, "Reboot when required")
     assert reboot and reboot[0].get("changed") and not reboot[0].get("skipped")
 
 
@@ -297,7 +308,8 @@ def chef(lab, vm, tmp_path_factory):
     data = deb.read_bytes()
     s3 = AWS(lab).client("s3")
     s3.create_bucket(Bucket="lab-chef")
-    s3.put_object(Bucket="lab-chef", Key="pkgs/" + deb.name, Body=data)
+    # public-read: the https:// download path (get_url) fetches it without credentials
+    s3.put_object(Bucket="lab-chef", Key="pkgs/" + deb.name, Body=data, ACL="public-read")
     validator = ("-----BEGIN RSA PRIVATE KEY-----\n%s\n-----END RSA PRIVATE KEY-----\n"
                  % base64.b64encode(os.urandom(600)).decode())
     s3.put_object(Bucket="lab-chef", Key="validator/lab-validator.pem", Body=validator.encode())

@@ -1,4 +1,3 @@
-#!/usr/bin/python
 # Copyright: Contributors to the cloudefigo.core collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Test stub of ansible.legacy.dnf: records its arguments instead of running a transaction.
