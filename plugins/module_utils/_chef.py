@@ -297,8 +297,9 @@ class ChefClient(object):
 def chef_argument_spec(aws_module=False):
     """Connection options, kept in sync with doc_fragments/chef.py.
 
+    Documented by fragment ``cloudefigo.core.chef`` plus ``cloudefigo.core.chef.validate_certs``;
     ``aws_module``: for AnsibleAWSModule, whose own ``validate_certs`` then covers both servers
-    (doc fragment ``cloudefigo.core.chef.aws_module``).
+    (fragment ``cloudefigo.core.chef`` only).
     """
     spec = dict(
         chef_server_url=dict(type="str", required=True, fallback=(env_fallback, ["CHEF_SERVER_URL"])),

@@ -56,6 +56,7 @@ options:
     type: path
 extends_documentation_fragment:
   - cloudefigo.core.chef
+  - cloudefigo.core.chef.validate_certs
 attributes:
   check_mode:
     support: full

@@ -29,6 +29,7 @@ options:
     type: str
 extends_documentation_fragment:
   - cloudefigo.core.chef
+  - cloudefigo.core.chef.validate_certs
 attributes:
   check_mode:
     support: full

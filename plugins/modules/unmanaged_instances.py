@@ -57,10 +57,12 @@ options:
     type: int
     default: 5000
 extends_documentation_fragment:
-  - cloudefigo.core.chef.aws_module
+  - cloudefigo.core.chef
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
+notes:
+  - In modules that also talk to AWS, O(validate_certs) applies to the Chef server and to AWS alike.
 attributes:
   check_mode:
     support: full
