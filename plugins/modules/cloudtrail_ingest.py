@@ -205,7 +205,7 @@ from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
-from ansible_collections.cloudefigo.core.plugins.module_utils._aws import enabled_regions, retrying_client
+from ansible_collections.cloudefigo.core.plugins.module_utils._aws import enabled_regions, regional_clients, retrying_client
 from ansible_collections.cloudefigo.core.plugins.module_utils._cloudtrail.loader import Loader
 from ansible_collections.cloudefigo.core.plugins.module_utils._cloudtrail.postgres import (
     connect_kwargs, postgres_argument_spec)
@@ -223,10 +223,11 @@ else:
 def discover(module):
     """(bucket, prefix) of every trail in every region; multi-region trails appear once."""
     trails = []
-    for region in enabled_regions(module, module.params["regions"]):
-        client = retrying_client(module, "cloudtrail", region=region)
+    regions = enabled_regions(module, module.params["regions"])
+    clients = regional_clients(module, "cloudtrail", regions)
+    for region in regions:
         try:
-            trails.extend(client.describe_trails(includeShadowTrails=True, aws_retry=True).get("trailList", []))
+            trails.extend(clients[region].describe_trails(includeShadowTrails=True, aws_retry=True).get("trailList", []))
         except Exception as exc:  # pylint: disable=broad-except
             module.fail_json_aws(exc, msg="Could not list the trails in %s; pass `bucket` or `regions`" % region)
     return trail_locations(trails)

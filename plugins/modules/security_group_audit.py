@@ -155,7 +155,7 @@ import ipaddress
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
-from ansible_collections.cloudefigo.core.plugins.module_utils._aws import enabled_regions, retrying_client
+from ansible_collections.cloudefigo.core.plugins.module_utils._aws import enabled_regions, regional_clients
 
 SEVERITIES = ("critical", "high", "medium", "low")
 WORLD = ("0.0.0.0/0", "::/0")
@@ -248,11 +248,12 @@ def main():
             module.fail_json(msg="allowed_cidrs: %r is not a network (%s); write it like 10.0.0.0/8" % (cidr, exc))
 
     regions = enabled_regions(module, module.params["regions"])
+    clients = regional_clients(module, "ec2", regions)
     findings = []
     by_region = {}
     audited = 0
     for region in regions:
-        client = retrying_client(module, "ec2", region=region)
+        client = clients[region]
         try:
             groups = _paginate(client, "describe_security_groups", "SecurityGroups")
             interfaces = _paginate(client, "describe_network_interfaces", "NetworkInterfaces")
