@@ -313,13 +313,14 @@ def _action_is_read_only(action):
 
 
 def _resource_is_everything(resource):
-    """`*`, or an ARN whose service or resource part is only a wildcard (arn:aws:s3:::*)."""
+    """`*`, or an ARN whose service part has a wildcard or whose resource part is only wildcards
+    and separators (arn:aws:s3:::*, and arn:aws:s3:::*/* which is every object of every bucket)."""
     if resource.strip() == "*":
         return True
     parts = resource.split(":", 5)
     if len(parts) < 6:
         return "*" in resource
-    return "*" in parts[2] or parts[5].strip() in ("*", "")
+    return "*" in parts[2] or re.fullmatch(r"[*?/:]*", parts[5].strip()) is not None
 
 
 def s3_object_arn(partition, bucket, key):

@@ -101,6 +101,7 @@ class TestExtraStatements:
         ({"Effect": "Allow", "Action": "ec2:*", "Resource": "*"}, "on every resource"),
         ({"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}, "on every resource"),
         ({"Effect": "Allow", "Action": "s3:DeleteObject", "Resource": "arn:aws:s3:::*"}, "on every resource"),
+        ({"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::*/*"}, "on every resource"),
         ({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::keys/*"}, "other objects of key_bucket"),
         ({"Effect": "Allow", "Action": "s3:Get*", "Resource": "arn:aws:s3:::keys/volumes/*"}, "other objects of key_bucket"),
         ({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::keys/volumes/db-01.key"}, "other objects of key_bucket"),
