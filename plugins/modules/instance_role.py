@@ -544,10 +544,10 @@ class InstanceRole:
             if retry_new:
                 return retry_new_entity(getattr(self.iam.client, method))(**kwargs)
             return getattr(self.iam, method)(aws_retry=True, **kwargs)
-        except is_boto3_error_code("NoSuchEntity"):
+        except is_boto3_error_code("NoSuchEntity") as e:
             if missing_ok:
                 return None
-            raise
+            self.module.fail_json_aws(e, msg="Could not %s" % what)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:  # pylint: disable=duplicate-except
             self.module.fail_json_aws(e, msg="Could not %s" % what)
 
