@@ -118,9 +118,9 @@ import re
 import tempfile
 
 from ansible_collections.cloudefigo.core.plugins.module_utils._chef import (
-    ChefClient,
     ChefError,
     ChefModule,
+    client_from_params,
     summarize_node,
 )
 
@@ -196,9 +196,7 @@ def present(module, chef):
         result["client_created"] = True
         if pem:
             # the new client creates its own node: on Chef Server it then owns the node's ACL
-            node_signer = ChefClient(module.params["chef_server_url"], name, pem,
-                                     validate_certs=module.params["validate_certs"], ca_path=module.params["ca_path"],
-                                     timeout=module.params["timeout"], auth_protocol=module.params["auth_protocol"])
+            node_signer = client_from_params(dict(module.params, client_name=name, client_key_content=pem))
             if module.params["private_key_path"]:
                 write_private_key(module.params["private_key_path"], pem)
             else:
