@@ -53,7 +53,8 @@ SERVER_API_VERSION = "1"
 AUTH_PROTOCOLS = ("1.3", "1.0")
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 # Big enough that an audit of 5,000 nodes costs two requests (the full page, then the empty
-# one that proves it was the last); a server that caps rows still pages correctly.
+# one that proves it was the last).  search() stops at the first short page, so a server that
+# caps rows below page_size would end a search early: keep page_size at or below such a cap.
 DEFAULT_PAGE_SIZE = 5000
 
 

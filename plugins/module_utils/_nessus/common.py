@@ -7,7 +7,7 @@
 
 Private to the collection: not a public API, may change without notice.
 
-Keep ``nessus_argument_spec`` in sync with ``plugins/doc_fragments/nessus.py`` (CONNECTION) and
+Keep ``nessus_argument_spec`` in sync with ``plugins/doc_fragments/nessus.py`` (DOCUMENTATION) and
 ``evaluation_argument_spec`` with its EVALUATION fragment.
 """
 
