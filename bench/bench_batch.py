@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, os.path.join(ROOT, ".cache", "collections"))
 
-from _lab import ansible_env, lab_env, moto_reset  # noqa: E402  pylint: disable=wrong-import-position
+from _lab import ansible_env, lab_env, moto_reset, secure_launch_lab_vars  # noqa: E402  pylint: disable=wrong-import-position
 
 SCAN_SECONDS = float(os.environ.get("BENCH_SCAN_SECONDS", "60"))
 
@@ -51,16 +51,7 @@ def launch(lab, size, workdir):
     names = ["bench-%s-%02d" % (tag, i) for i in range(size)]
     chef_nodes(lab, names)
     nessus_switch(lab, names)
-    extra = {
-        "cloudefigo_aws_region": "us-east-1",
-        "cloudefigo_aws_endpoint_url": lab["LAB_AWS_ENDPOINT"],
-        "cloudefigo_chef_server_url": lab["LAB_CHEF_URL"],
-        "cloudefigo_chef_client_name": lab["LAB_CHEF_USER"],
-        "cloudefigo_chef_client_key": lab["LAB_CHEF_KEY"],
-        "cloudefigo_nessus_url": lab["LAB_NESSUS_URL"],
-        "cloudefigo_nessus_access_key": lab["LAB_NESSUS_ACCESS_KEY"],
-        "cloudefigo_nessus_secret_key": lab["LAB_NESSUS_SECRET_KEY"],
-        "cloudefigo_nessus_ca_path": lab["LAB_NESSUS_CA"],
+    extra = dict(secure_launch_lab_vars(lab), **{
         "secure_launch_image_id": "ami-1e749f67",
         "secure_launch_key_bucket": "bench-batch-keys",
         "secure_launch_key_deny_insecure_transport": False,
@@ -69,7 +60,7 @@ def launch(lab, size, workdir):
         "secure_launch_chef_require_converged": False,
         "secure_launch_nessus_poll_interval": 2,
         "secure_launch_instances": [{"name": n, "scan_targets": [n]} for n in names],
-    }
+    })
     extra_file = os.path.join(workdir, "extra-%d.json" % size)
     with open(extra_file, "w") as handle:
         json.dump(extra, handle)

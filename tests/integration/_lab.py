@@ -31,6 +31,21 @@ def moto_reset(lab):
     moto_post(lab, "/moto-api/reset")
 
 
+def secure_launch_lab_vars(lab):
+    """The extra vars that point playbooks/secure_launch.yml at the lab's AWS, Chef and Nessus."""
+    return {
+        "cloudefigo_aws_region": "us-east-1",
+        "cloudefigo_aws_endpoint_url": lab["LAB_AWS_ENDPOINT"],
+        "cloudefigo_chef_server_url": lab["LAB_CHEF_URL"],
+        "cloudefigo_chef_client_name": lab["LAB_CHEF_USER"],
+        "cloudefigo_chef_client_key": lab["LAB_CHEF_KEY"],
+        "cloudefigo_nessus_url": lab["LAB_NESSUS_URL"],
+        "cloudefigo_nessus_access_key": lab["LAB_NESSUS_ACCESS_KEY"],
+        "cloudefigo_nessus_secret_key": lab["LAB_NESSUS_SECRET_KEY"],
+        "cloudefigo_nessus_ca_path": lab["LAB_NESSUS_CA"],
+    }
+
+
 class AWS:
     """boto3 clients against the lab's moto server."""
 

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from _lab import ROOT, moto_post
+from _lab import ROOT, moto_post, secure_launch_lab_vars
 
 PLAYBOOK = os.path.join(ROOT, "playbooks", "secure_launch.yml")
 KEY_BUCKET = "fault-matrix-keys"
@@ -51,16 +51,7 @@ def launch(lab, aws, playbook, tmp_path):
                 "name": name, "json_class": "Chef::Node", "chef_type": "node", "chef_environment": "_default",
                 "run_list": [], "normal": {}, "default": {}, "override": {}, "automatic": {}})
             created_nodes.append(name)
-        extra = {
-            "cloudefigo_aws_region": "us-east-1",
-            "cloudefigo_aws_endpoint_url": lab["LAB_AWS_ENDPOINT"],
-            "cloudefigo_chef_server_url": lab["LAB_CHEF_URL"],
-            "cloudefigo_chef_client_name": lab["LAB_CHEF_USER"],
-            "cloudefigo_chef_client_key": lab["LAB_CHEF_KEY"],
-            "cloudefigo_nessus_url": lab["LAB_NESSUS_URL"],
-            "cloudefigo_nessus_access_key": lab["LAB_NESSUS_ACCESS_KEY"],
-            "cloudefigo_nessus_secret_key": lab["LAB_NESSUS_SECRET_KEY"],
-            "cloudefigo_nessus_ca_path": lab["LAB_NESSUS_CA"],
+        extra = dict(secure_launch_lab_vars(lab), **{
             "secure_launch_image_id": "ami-1e749f67",
             "secure_launch_key_bucket": KEY_BUCKET,
             "secure_launch_key_deny_insecure_transport": False,
@@ -70,7 +61,7 @@ def launch(lab, aws, playbook, tmp_path):
             "secure_launch_nessus_poll_interval": 1,
             "secure_launch_bootstrap_objects": ["%s/bootstrap/package.deb" % KEY_BUCKET],
             "secure_launch_instances": [dict({"name": name, "scan_targets": [name]}, **(spec or {}))],
-        }
+        })
         extra.update(overrides)
         result = playbook(PLAYBOOK, extra_vars=extra, env=env, json_output=False)
         # enforcement (if a test turned it on) off again before looking with the lab's credentials
