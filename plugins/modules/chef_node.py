@@ -151,11 +151,16 @@ def write_private_key(path, pem):
     directory = os.path.dirname(os.path.abspath(path))
     handle, tmp = tempfile.mkstemp(dir=directory, prefix=".chef-key-")
     try:
-        os.fchmod(handle, 0o600)
-        os.write(handle, pem.encode("utf-8"))
-    finally:
-        os.close(handle)
-    os.rename(tmp, path)
+        try:
+            os.fchmod(handle, 0o600)
+            os.write(handle, pem.encode("utf-8"))
+        finally:
+            os.close(handle)
+        os.rename(tmp, path)
+    except (IOError, OSError):
+        # no stray copy of the key beside the path that could not be written
+        os.unlink(tmp)
+        raise
 
 
 def created_private_key(answer):
