@@ -87,7 +87,8 @@ options:
         grants on every resource (C(*), C(arn:aws:s3:::*), ...) an action whose name does not start
         with C(Describe), C(Get) or C(List) (so C(ec2:*) or C(s3:PutObject) on C(*)); or lets the role
         read (C(s3:GetObject), C(s3:GetObjectVersion)) any object of O(key_bucket) other than
-        O(key_object), that is other instances' keys.
+        O(key_object), that is other instances' keys; or lets the role write or delete any object
+        of O(key_bucket), its own key included (that would overwrite or crypto-shred a volume key).
       - C(Deny) statements are always accepted.
       - Sids C(ReadOwnVolumeKey) and C(ReadBootstrapObjects) are reserved.
     type: list
@@ -389,7 +390,26 @@ def statement_problems(statement, partition, key_bucket, key_object=None):
     if key_bucket and any(_iam_pattern_match(a, read, ignore_case=True) for a in actions for read in KEY_READ_ACTIONS):
         if any(_covers_other_key(r, partition, key_bucket, key_object) for r in resources):
             problems.append("lets the instance read other objects of key_bucket %s (other instances' keys)" % key_bucket)
+    if key_bucket:
+        # a write or delete in the key bucket overwrites or crypto-shreds a key (its own or another
+        # instance's), destroying the data that key protects
+        writes = [a for a in actions if not _action_is_read_only(a) and _action_may_be_s3(a)]
+        if writes and any(_covers_key_bucket(r, partition, key_bucket, key_object) for r in resources):
+            problems.append("lets the instance write or delete objects of key_bucket %s (%s): that destroys volume keys"
+                            % (key_bucket, ", ".join(writes)))
     return problems
+
+
+def _action_may_be_s3(action):
+    service = action.split(":", 1)[0] if ":" in action else action
+    return _iam_pattern_match(service, "s3", ignore_case=True)
+
+
+def _covers_key_bucket(resource, partition, key_bucket, key_object):
+    """Whether a resource pattern covers any object of the key bucket, this instance's key included."""
+    own = key_object or OTHER_KEY_SENTINEL
+    return (_iam_pattern_match(resource, s3_object_arn(partition, key_bucket, own), ignore_case=False)
+            or _covers_other_key(resource, partition, key_bucket, key_object))
 
 
 def validate_extra_statements(statements, partition, key_bucket, allow_privileged, key_object=None):

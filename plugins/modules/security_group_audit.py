@@ -13,9 +13,11 @@ version_added: 0.1.0
 description:
   - Reads the security groups and network interfaces of every enabled region (or O(regions))
     and reports findings with a severity. Changes nothing.
-  - C(critical) - ingress from C(0.0.0.0/0) or C(::/0) on every port (protocol C(-1), or
+  - Internet-wide below means C(0.0.0.0/0), C(::/0), or any public range of prefix C(/8) (IPv4) or
+    C(/16) (IPv6) or wider, such as C(0.0.0.0/1).
+  - C(critical) - internet-wide ingress on every port (protocol C(-1), or
     C(0-65535)).
-  - C(high) - ingress from C(0.0.0.0/0) or C(::/0) to an administration or database port
+  - C(high) - internet-wide ingress to an administration or database port
     (O(admin_ports)).
   - C(medium) - ingress from a CIDR that is not inside O(allowed_cidrs) (only when
     O(allowed_cidrs) is set); a VPC's C(default) group with any rule (CIS AWS 5.4).
@@ -159,6 +161,22 @@ from ansible_collections.cloudefigo.core.plugins.module_utils._aws import enable
 
 SEVERITIES = ("critical", "high", "medium", "low")
 WORLD = ("0.0.0.0/0", "::/0")
+# a public range this wide is "the internet" for an admin port as much as 0.0.0.0/0 is
+# (0.0.0.0/1 + 128.0.0.0/1 is a known way around checks that look for 0.0.0.0/0 only)
+WIDE_PREFIX = {4: 8, 6: 16}
+PRIVATE_RANGES = tuple(ipaddress.ip_network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
+
+
+def _internet_wide(cidr):
+    if cidr in WORLD:
+        return True
+    try:
+        network = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return False
+    if network.prefixlen > WIDE_PREFIX[network.version]:
+        return False
+    return not any(network.version == net.version and network.subnet_of(net) for net in PRIVATE_RANGES)
 
 
 @AWSRetry.jittered_backoff(retries=10)
@@ -205,7 +223,7 @@ def audit_group(region, group, allowed, admin_ports, attached, report_unused):
         cidrs += [item.get("CidrIpv6") for item in permission.get("Ipv6Ranges", [])]
         for cidr in filter(None, cidrs):
             reported = False
-            if cidr in WORLD:
+            if _internet_wide(cidr):
                 if start is None:
                     found.append(_finding(region, group, "critical", "open_all_ports",
                                           "every port (%s) open to the internet" % label, cidr, label))

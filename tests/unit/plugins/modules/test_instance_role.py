@@ -108,6 +108,11 @@ class TestExtraStatements:
         ({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}, "other objects of key_bucket"),
         ({"Effect": "Allow", "Action": "s3:GetObjectVersion", "Resource": "arn:aws:s3:::k*/volumes/*"}, "other objects of key_bucket"),
         ({"Effect": "Allow", "NotAction": "s3:GetObject", "Resource": "arn:aws:s3:::x/y"}, "NotAction or NotResource"),
+        ({"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::keys/*"}, "write or delete objects of key_bucket"),
+        ({"Effect": "Allow", "Action": "s3:DeleteObjectVersion", "Resource": "arn:aws:s3:::keys/volumes/db-01.key"},
+         "write or delete objects of key_bucket"),
+        ({"Effect": "Allow", "Action": "s3:Delete*", "Resource": "arn:aws:s3:::keys/volumes/web-01.key"},
+         "write or delete objects of key_bucket"),
     ])
     def test_refused(self, statement, problem):
         with pytest.raises(ir.ValidationError) as err:

@@ -74,3 +74,18 @@ def test_unused_and_default_groups():
                     egress=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
     assert rules(audit(default, attached=())) == [("default_group_rules", "medium", None, None)]
     assert audit(group("default"), attached=()) == []
+
+
+def test_split_world_ranges_count_as_the_internet():
+    # 0.0.0.0/1 + 128.0.0.0/1 is the whole internet without saying 0.0.0.0/0
+    found = audit(group(permissions=[tcp(22, cidrs=["0.0.0.0/1", "128.0.0.0/1", "3.0.0.0/8"], cidrs6=["2000::/3"])]))
+    assert rules(found) == [
+        ("open_admin_port", "high", "0.0.0.0/1", "tcp/22"),
+        ("open_admin_port", "high", "128.0.0.0/1", "tcp/22"),
+        ("open_admin_port", "high", "2000::/3", "tcp/22"),
+        ("open_admin_port", "high", "3.0.0.0/8", "tcp/22"),
+    ]
+
+
+def test_private_and_narrow_ranges_are_not_the_internet():
+    assert audit(group(permissions=[tcp(22, cidrs=["10.0.0.0/8", "203.0.113.0/24"], cidrs6=["fd00::/8"])])) == []
