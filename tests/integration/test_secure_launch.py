@@ -1,0 +1,512 @@
+"""The successful path of playbooks/secure_launch.yml, then terminate.yml, and audit.yml, in the lab.
+
+A batch of two instances goes through the secure launch without the VM, as in the fault matrix
+(secure_launch_configure_instance: false): the on-instance roles are skipped, and a per-instance
+hook stands in for them on the controller: it registers the Chef node and its client with
+cloudefigo.core.chef_node, as the flow does, and reports the node's converge with the moto
+instance id (playbooks/tasks/lab_chef_converge.yml), so the Chef check runs in full (registered,
+converged, same instance). Every assertion is on the state left in moto, goiardi, S3 and
+PostgreSQL, never on time.
+
+The launch, its re-run and the termination share one batch (module-scoped fixture, moto emptied
+before and after); the audit test has an empty moto of its own.
+"""
+import base64
+import glob
+import gzip
+import json
+import os
+import time
+import uuid
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from _lab import AWS, ROOT, moto_reset, run_playbook, secure_launch_lab_vars
+
+SECURE_LAUNCH = os.path.join(ROOT, "playbooks", "secure_launch.yml")
+TERMINATE = os.path.join(ROOT, "playbooks", "terminate.yml")
+AUDIT = os.path.join(ROOT, "playbooks", "audit.yml")
+CONVERGE_TASKS = os.path.join(ROOT, "playbooks", "tasks", "lab_chef_converge.yml")
+SAMPLES = os.path.join(os.path.dirname(ROOT), "shared", "samples", "cloudtrail", "invictus-ir")
+KEY_BUCKET = "happy-path-keys"
+PRODUCTION_GROUP = "cloudefigo-production"
+REMEDIATION_GROUP = "cloudefigo-remediation"
+
+# Stand-in for the on-instance Chef run (no VM): register the node and its client as the flow's
+# chef_node task does, then report the converge; idempotent, so a re-run changes nothing here.
+HOOK = """---
+- name: Read the Chef node of the instance
+  cloudefigo.core.chef_node_info:
+    name: "{{ secure_launch_name }}"
+  delegate_to: localhost
+  register: test_hook_node
+
+- name: Register the Chef node and its API client
+  cloudefigo.core.chef_node:
+    name: "{{ secure_launch_name }}"
+    run_list: "{{ secure_launch_spec.chef_run_list }}"
+  delegate_to: localhost
+  no_log: true
+  when: test_hook_node.nodes | length == 0
+
+- name: Report the converge of the node
+  ansible.builtin.include_tasks: %s
+  when: test_hook_node.nodes | length == 0 or test_hook_node.nodes[0].ohai_time is none
+""" % CONVERGE_TASKS
+
+
+def _chef(lab):
+    from ansible_collections.cloudefigo.core.plugins.module_utils._chef import ChefClient
+    with open(lab["LAB_CHEF_KEY"], "rb") as handle:
+        return ChefClient(lab["LAB_CHEF_URL"], lab["LAB_CHEF_USER"], handle.read())
+
+
+def _chef_get(lab, path):
+    """The Chef object at path, or None when the server answers 404."""
+    return _chef(lab).request("GET", path, missing_ok=True)
+
+
+def _tags(resource):
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+
+
+def _instances(ec2, **filters):
+    found = ec2.describe_instances(Filters=[{"Name": k, "Values": v} for k, v in filters.items()])
+    return [i for r in found["Reservations"] for i in r["Instances"]]
+
+
+def _key_versions(s3, key):
+    """(version ids, delete marker ids) of exactly this key."""
+    listing = s3.list_object_versions(Bucket=KEY_BUCKET, Prefix=key)
+    versions = sorted(v["VersionId"] for v in listing.get("Versions", []) if v["Key"] == key)
+    markers = sorted(m["VersionId"] for m in listing.get("DeleteMarkers", []) if m["Key"] == key)
+    return versions, markers
+
+
+def _data_volume_ids(instance):
+    """The volumes attached to the instance, but its root one."""
+    return [m["Ebs"]["VolumeId"] for m in instance.get("BlockDeviceMappings", [])
+            if m["DeviceName"] != instance.get("RootDeviceName")]
+
+
+def _changed_tasks(result, host):
+    """Names of the tasks that reported a change on host."""
+    names = []
+    for play in (result.data or {}).get("plays", []):
+        for task in play["tasks"]:
+            outcome = task["hosts"].get(host)
+            if outcome and (outcome.get("changed") or any(r.get("changed") for r in outcome.get("results", []))):
+                names.append(task["task"]["name"])
+    return names
+
+
+def _output(result):
+    return result.stdout[-8000:] + result.stderr[-4000:]
+
+
+def _host_stats(result, host):
+    return (result.data or {}).get("stats", {}).get(host, {})
+
+
+class Batch:
+    """A launched batch of two: names, launch id, the lab and how to run the playbooks on it."""
+
+    def __init__(self, lab, workdir):
+        self.lab = lab
+        self.aws = AWS(lab)
+        self.workdir = workdir
+        self.launch_id = "happy-%s" % uuid.uuid4().hex[:8]
+        suffix = uuid.uuid4().hex[:6]
+        self.names = ["happy-%s-a" % suffix, "happy-%s-b" % suffix]
+        self.hook = os.path.join(workdir, "hook_configured.yml")
+        with open(self.hook, "w") as handle:
+            handle.write(HOOK)
+        self.launches = []
+
+    def key_object(self, name):
+        return "volumes/%s.key" % name
+
+    def launch_vars(self):
+        return dict(secure_launch_lab_vars(self.lab), **{
+            "secure_launch_id": self.launch_id,
+            "secure_launch_image_id": "ami-1e749f67",
+            "secure_launch_key_bucket": KEY_BUCKET,
+            "secure_launch_key_deny_insecure_transport": False,
+            "secure_launch_report_dir": self.workdir,
+            "secure_launch_configure_instance": False,
+            "secure_launch_hook_configured": self.hook,
+            "secure_launch_nessus_poll_interval": 1,
+            "secure_launch_bootstrap_objects": ["%s/bootstrap/package.deb" % KEY_BUCKET],
+            "secure_launch_instances": [
+                {"name": name, "scan_targets": [name], "chef_run_list": ["recipe[base]"], "tags": {"Owner": "happy"}}
+                for name in self.names],
+        })
+
+    def launch(self):
+        result = run_playbook(self.lab, SECURE_LAUNCH, extra_vars=self.launch_vars(), args=["-f", "4"])
+        path = os.path.join(self.workdir, "secure-launch-%s.json" % self.launch_id)
+        assert os.path.exists(path), "no batch summary written:\n" + _output(result)
+        with open(path) as handle:
+            summary = json.load(handle)
+        self.launches.append((result, summary))
+        return result, summary
+
+    def terminate(self, instance_ids=None):
+        extra_vars = dict(secure_launch_lab_vars(self.lab), secure_launch_key_bucket=KEY_BUCKET)
+        if instance_ids is not None:
+            extra_vars["terminate_instance_ids"] = instance_ids
+        return run_playbook(self.lab, TERMINATE, extra_vars=extra_vars)
+
+    def instances(self):
+        ec2 = self.aws.client("ec2")
+        found = {}
+        for instance in _instances(ec2, **{"tag:cloudefigo:launch-id": [self.launch_id]}):
+            found.setdefault(_tags(instance)["Name"], []).append(instance)
+        return found
+
+
+@pytest.fixture(scope="module")
+def batch(lab, tmp_path_factory):
+    if "LAB_NESSUS_URL" not in lab:
+        pytest.skip("needs the Nessus simulator (lab/services/nessus.py)")
+    moto_reset(lab)
+    launched = Batch(lab, str(tmp_path_factory.mktemp("secure-launch")))
+    launched.launch()
+    yield launched
+    for name in launched.names:
+        try:
+            _chef(lab).request("DELETE", "/nodes/%s" % name, missing_ok=True)
+            _chef(lab).request("DELETE", "/clients/%s" % name, missing_ok=True)
+        except Exception:  # pylint: disable=broad-except
+            pass
+    moto_reset(lab)
+
+
+def _assert_in_production(lab, batch, result, summary):
+    """Both instances launched, IMDSv2 only, in production, least-privilege role, key in S3, Chef node."""
+    ec2 = batch.aws.client("ec2")
+    iam = batch.aws.client("iam")
+    s3 = batch.aws.client("s3")
+    groups = {g["GroupName"]: g["GroupId"] for g in ec2.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": [PRODUCTION_GROUP, REMEDIATION_GROUP]}])["SecurityGroups"]}
+    assert set(groups) == {PRODUCTION_GROUP, REMEDIATION_GROUP}
+
+    instances = batch.instances()
+    assert sorted(instances) == sorted(batch.names)
+    for name in batch.names:
+        assert len(instances[name]) == 1, instances[name]
+        instance = instances[name][0]
+        entry = [e for e in summary["instances"] if e["name"] == name][0]
+        assert entry["instance_id"] == instance["InstanceId"]
+        assert instance["State"]["Name"] == "running"
+
+        # IMDSv2 only
+        assert instance["MetadataOptions"]["HttpTokens"] == "required", instance["MetadataOptions"]
+        assert instance["MetadataOptions"]["HttpEndpoint"] == "enabled"
+
+        # in production, out of remediation
+        member_of = {g["GroupId"] for g in instance["SecurityGroups"]}
+        assert member_of == {groups[PRODUCTION_GROUP]}, instance["SecurityGroups"]
+
+        tags = _tags(instance)
+        assert tags["SecurityStatus"] == "production", tags
+        assert tags["SecurityReason"].startswith("passed"), tags
+        assert tags["cloudefigo:launch-id"] == batch.launch_id
+        assert tags["cloudefigo:role"] == "cloudefigo-" + name
+        assert tags["cloudefigo:key-bucket"] == KEY_BUCKET
+        assert tags["cloudefigo:key-object"] == batch.key_object(name)
+        assert tags["cloudefigo:chef-node"] == name
+        assert tags["Owner"] == "happy"
+
+        # the instance profile's role: exactly the production policy, its own key and nothing else
+        profile_arn = instance["IamInstanceProfile"]["Arn"]
+        profile = iam.get_instance_profile(InstanceProfileName=profile_arn.rsplit("/", 1)[1])["InstanceProfile"]
+        assert [r["RoleName"] for r in profile["Roles"]] == ["cloudefigo-" + name]
+        role = profile["Roles"][0]["RoleName"]
+        assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
+        statements = []
+        for policy in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+            statements += iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]["Statement"]
+        assert len(statements) == 1, statements
+        statement = statements[0]
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        assert statement["Effect"] == "Allow"
+        assert actions == ["s3:GetObject"], statement
+        assert resources == ["arn:aws:s3:::%s/%s" % (KEY_BUCKET, batch.key_object(name))], statement
+
+        # the volume key: one version in S3, never in the playbook's output
+        head = s3.head_object(Bucket=KEY_BUCKET, Key=batch.key_object(name))
+        assert head.get("VersionId") not in (None, "", "null"), head
+        versions, markers = _key_versions(s3, batch.key_object(name))
+        assert versions == [head["VersionId"]] and markers == []
+        key = s3.get_object(Bucket=KEY_BUCKET, Key=batch.key_object(name))["Body"].read()
+        assert len(key) >= 32
+        output = result.stdout + result.stderr
+        assert key.hex() not in output.lower()
+        assert base64.b64encode(key).decode() not in output
+        assert key.decode("latin-1") not in output
+
+        # the data volume: attached, tagged with the launch
+        data = _data_volume_ids(instance)
+        assert len(data) == 1, instance["BlockDeviceMappings"]
+        volume = ec2.describe_volumes(VolumeIds=data)["Volumes"][0]
+        assert volume["Attachments"][0]["InstanceId"] == instance["InstanceId"]
+        assert _tags(volume)["cloudefigo:launch-id"] == batch.launch_id
+
+        # the Chef node: registered, converged, for this instance
+        node = _chef_get(lab, "/nodes/%s" % name)
+        assert node is not None
+        assert node["run_list"] == ["recipe[base]"]
+        assert node["automatic"]["ec2"]["instance_id"] == instance["InstanceId"]
+        assert node["automatic"]["ohai_time"]
+
+
+def test_batch_is_promoted_to_production(lab, batch):
+    result, summary = batch.launches[0]
+    assert result.rc == 0, _output(result)
+    assert "All 2 instance(s) promoted to production." in result.stdout, _output(result)
+    assert summary["launch_id"] == batch.launch_id
+    assert summary["failed"] == []
+    assert sorted(i["name"] for i in summary["instances"]) == sorted(batch.names)
+    for entry in summary["instances"]:
+        assert entry["status"] == "production", entry
+        assert entry["scan_verdict"] == "passed", entry
+        assert entry["role_stage"] == "production", entry
+        # the scan's report is kept beside the summary
+        assert os.path.getsize(os.path.join(batch.workdir, "%s-%s.nessus" % (entry["name"], batch.launch_id))) > 0
+
+    _assert_in_production(lab, batch, result, summary)
+
+
+def test_rerun_changes_nothing_and_keeps_the_keys(lab, batch):
+    s3 = batch.aws.client("s3")
+    before = {name: _key_versions(s3, batch.key_object(name)) for name in batch.names}
+    instances_before = {name: [i["InstanceId"] for i in found] for name, found in batch.instances().items()}
+
+    result, summary = batch.launch()
+    assert result.rc == 0, _output(result)
+    assert summary["failed"] == []
+
+    # the same instances, no new one; no new key version
+    assert {name: [i["InstanceId"] for i in found] for name, found in batch.instances().items()} == instances_before
+    assert {name: _key_versions(s3, batch.key_object(name)) for name in batch.names} == before
+    for name in batch.names:
+        assert _host_stats(result, name).get("changed") == 0, (name, _changed_tasks(result, name))
+        assert _host_stats(result, name).get("failures") == 0
+    for entry in summary["instances"]:
+        assert entry["status"] == "production" and entry["scan_verdict"] == "passed (earlier run)", entry
+        assert entry["role_stage"] == "production", entry
+    _assert_in_production(lab, batch, result, summary)
+
+
+def _launched_state(lab, batch):
+    """What the batch owns: instance ids, key versions, roles, profiles, Chef nodes and clients, data volumes."""
+    iam = batch.aws.client("iam")
+    s3 = batch.aws.client("s3")
+    state = {}
+    for name, found in batch.instances().items():
+        role = "cloudefigo-" + name
+        try:
+            role_arn = iam.get_role(RoleName=role)["Role"]["Arn"]
+        except iam.exceptions.NoSuchEntityException:
+            role_arn = None
+        try:
+            profile = iam.get_instance_profile(InstanceProfileName=role)["InstanceProfile"]["Arn"]
+        except iam.exceptions.NoSuchEntityException:
+            profile = None
+        state[name] = {
+            "instances": sorted((i["InstanceId"], i["State"]["Name"]) for i in found),
+            "key": _key_versions(s3, batch.key_object(name)),
+            "role": role_arn,
+            "profile": profile,
+            "node": _chef_get(lab, "/nodes/%s" % name) is not None,
+            "client": _chef_get(lab, "/clients/%s" % name) is not None,
+        }
+    return state
+
+
+def _volumes_left(ec2, volume_ids):
+    try:
+        return [v["VolumeId"] for v in ec2.describe_volumes(VolumeIds=volume_ids)["Volumes"]]
+    except ec2.exceptions.ClientError as error:
+        assert error.response["Error"]["Code"] == "InvalidVolume.NotFound", error
+        return []
+
+
+def test_terminate_refuses_without_ids_then_removes_everything(lab, batch):
+    ec2 = batch.aws.client("ec2")
+    before = _launched_state(lab, batch)
+    assert sorted(before) == sorted(batch.names)
+    assert all(s["role"] and s["profile"] and s["node"] and s["client"] and s["key"][0] for s in before.values()), before
+    instances = {name: found[0] for name, found in batch.instances().items()}
+    ids = sorted(i["InstanceId"] for i in instances.values())
+    volumes = sorted(v for i in instances.values() for v in _data_volume_ids(i))
+    assert len(volumes) == 2
+
+    # no list, an empty one, or something that is not an instance id: refused, nothing touched
+    for refused in (None, [], "all", ["i-*"]):
+        result = batch.terminate(refused)
+        assert result.rc != 0, (refused, _output(result))
+        assert "terminates only the instances it is given" in result.stdout, (refused, _output(result))
+        assert _launched_state(lab, batch) == before, refused
+    assert sorted(_volumes_left(ec2, volumes)) == volumes
+
+    result = batch.terminate(ids)
+    assert result.rc == 0, _output(result)
+    after = _launched_state(lab, batch)
+    for name in batch.names:
+        assert [state for _id, state in after[name]["instances"]] == ["terminated"], after[name]
+        # crypto-shredded: no version and no delete marker of the key left
+        assert after[name]["key"] == ([], []), after[name]
+        assert after[name]["role"] is None and after[name]["profile"] is None, after[name]
+        assert not after[name]["node"] and not after[name]["client"], after[name]
+    assert _volumes_left(ec2, volumes) == []
+
+    # a second run: nothing left to do, and it says so without failing
+    again = batch.terminate(ids)
+    assert again.rc == 0, _output(again)
+    for host in ids:
+        assert _host_stats(again, host).get("changed") == 0, (host, _changed_tasks(again, host))
+    assert _launched_state(lab, batch) == after
+
+    # an id AWS does not know is reported absent, not an error
+    unknown = batch.terminate(["i-0123456789abcdef0"])
+    assert unknown.rc == 0, _output(unknown)
+    assert "is not known" in unknown.stdout
+
+
+def _upload_cloudtrail(s3, bucket):
+    """The invictus-ir sample log files under the AWSLogs layout CloudTrail writes; returns their event count."""
+    paths = sorted(glob.glob(os.path.join(SAMPLES, "*.json.gz")))
+    assert len(paths) == 55, "expected the 55 sample files under %s" % SAMPLES
+    s3.create_bucket(Bucket=bucket)
+    events = 0
+    for path in paths:
+        with gzip.open(path) as handle:
+            events += len(json.load(handle)["Records"])
+        account, _service, region, stamp = os.path.basename(path).split("_")[:4]
+        day = "/".join((stamp[:4], stamp[4:6], stamp[6:8]))
+        key = "AWSLogs/%s/CloudTrail/%s/%s/%s" % (account, region, day, os.path.basename(path))
+        s3.upload_file(path, bucket, key)
+    return events
+
+
+@pytest.fixture
+def siem_db(lab):
+    """A fresh PostgreSQL database of the lab for the audit's CloudTrail rows."""
+    name = "audit_test_%s" % uuid.uuid4().hex[:12]
+    params = {"host": lab["LAB_PG_HOST"], "port": int(lab["LAB_PG_PORT"]), "user": lab["LAB_PG_USER"]}
+    admin = psycopg2.connect(dbname=lab["LAB_PG_DB"], **params)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield dict(params, dbname=name)
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.close()
+
+
+@pytest.fixture
+def chef_node(lab):
+    """Create Chef nodes reporting an EC2 instance id; deleted afterwards."""
+    created = []
+
+    def _create(name, instance_id):
+        _chef(lab).request("POST", "/nodes", data={
+            "name": name, "json_class": "Chef::Node", "chef_type": "node", "chef_environment": "_default",
+            "run_list": [], "normal": {}, "default": {}, "override": {},
+            "automatic": {"ohai_time": time.time(), "ec2": {"instance_id": instance_id}}})
+        created.append(name)
+
+    yield _create
+    for name in created:
+        _chef(lab).request("DELETE", "/nodes/%s" % name, missing_ok=True)
+
+
+def test_audit_reports_quarantines_and_loads_cloudtrail(lab, aws, playbook, siem_db, chef_node, tmp_path):
+    east, west = aws.client("ec2"), aws.client("ec2", region="eu-west-1")
+    # managed: us-east-1, with a Chef node reporting its id; unmanaged: eu-west-1, no node
+    managed = east.run_instances(ImageId="ami-1e749f67", MinCount=1, MaxCount=1, InstanceType="t3.small")
+    managed_id = managed["Instances"][0]["InstanceId"]
+    chef_node("audit-managed-%s" % uuid.uuid4().hex[:8], managed_id)
+    west_image = west.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    unmanaged = west.run_instances(ImageId=west_image, MinCount=1, MaxCount=1, InstanceType="t3.small",
+                                   TagSpecifications=[{"ResourceType": "instance",
+                                                       "Tags": [{"Key": "Name", "Value": "shadow-it"}]}])
+    unmanaged_id = unmanaged["Instances"][0]["InstanceId"]
+    # a group with SSH open to the internet, in use by nobody
+    vpc = east.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    open_ssh = east.create_security_group(GroupName="open-ssh", Description="ssh from anywhere", VpcId=vpc)["GroupId"]
+    east.authorize_security_group_ingress(GroupId=open_ssh, IpPermissions=[{
+        "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    events = _upload_cloudtrail(aws.client("s3"), "audit-cloudtrail")
+
+    report_dir = tmp_path / "audit"
+    result = playbook(AUDIT, extra_vars={
+        "cloudefigo_aws_region": "us-east-1",
+        "cloudefigo_aws_endpoint_url": lab["LAB_AWS_ENDPOINT"],
+        "cloudefigo_chef_server_url": lab["LAB_CHEF_URL"],
+        "cloudefigo_chef_client_name": lab["LAB_CHEF_USER"],
+        "cloudefigo_chef_client_key": lab["LAB_CHEF_KEY"],
+        "audit_regions": ["us-east-1", "eu-west-1"],
+        "audit_quarantine": True,
+        # the unmanaged instance was just started: no grace period, or it would be spared
+        "audit_quarantine_grace_seconds": 0,
+        "audit_quarantine_case_id": "case-happy",
+        "audit_pg_host": siem_db["host"],
+        "audit_pg_port": siem_db["port"],
+        "audit_pg_user": siem_db["user"],
+        "audit_pg_db": siem_db["dbname"],
+        "audit_pg_ssl_mode": "disable",
+        "audit_cloudtrail_bucket": "audit-cloudtrail",
+        "audit_report_dir": str(report_dir),
+    })
+    assert result.rc == 0, _output(result)
+
+    # the unmanaged instance is reported, the managed one is not
+    found = result.task_results("Find the instances Chef does not manage")[0]
+    reported = {(u["region"], u["instance_id"]) for u in found["unmanaged"]}
+    assert ("eu-west-1", unmanaged_id) in reported, found["unmanaged"]
+    assert managed_id not in {instance_id for _region, instance_id in reported}
+
+    # quarantined: only the isolation group, tagged, termination protection on; the managed one untouched
+    instance = _instances(west, **{"instance-id": [unmanaged_id]})[0]
+    isolation = west.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": ["cloudefigo-isolation"]}])["SecurityGroups"]
+    assert len(isolation) == 1
+    assert [g["GroupId"] for g in instance["SecurityGroups"]] == [isolation[0]["GroupId"]]
+    assert _tags(instance)["SecurityStatus"] == "quarantined"
+    assert west.describe_instance_attribute(InstanceId=unmanaged_id, Attribute="disableApiTermination")[
+        "DisableApiTermination"]["Value"] is True
+    kept = _instances(east, **{"instance-id": [managed_id]})[0]
+    assert "SecurityStatus" not in _tags(kept)
+    assert "cloudefigo-isolation" not in {g["GroupName"] for g in kept["SecurityGroups"]}
+
+    # the open SSH group is a finding
+    findings = result.task_results("Audit the security groups")[0]["findings"]
+    ssh = [(f["region"], f["rule"], f["cidr"], f["ports"]) for f in findings if f["group_id"] == open_ssh]
+    assert ("us-east-1", "open_admin_port", "0.0.0.0/0", "tcp/22") in ssh, findings
+
+    # every CloudTrail event of the samples is in PostgreSQL
+    with psycopg2.connect(**siem_db) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT count(*), count(DISTINCT event_id) FROM cloudtrail.events")
+        total, distinct = cursor.fetchone()
+    connection.close()
+    assert events == 2900
+    assert total == distinct == events
+
+    # the HTML report names the unmanaged instance and the open group
+    loaded = result.task_results("Load CloudTrail into the SIEM database")[0]
+    assert loaded["events_loaded"] == events and loaded["files_failed"] == [], loaded
+
+    # the HTML report names the unmanaged instance in its region's table, and the open group
+    report = (report_dir / "audit-report.html").read_text()
+    assert "<html" in report
+    west_table = report.split('data-region="eu-west-1"', 1)[1].split("</section>", 1)[0]
+    assert unmanaged_id in west_table
+    assert open_ssh in report
