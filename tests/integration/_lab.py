@@ -1,10 +1,12 @@
 """Helpers for integration tests: the lab's env, moto reset, boto3 clients, ansible-playbook runs."""
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import urllib.request
+import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -120,3 +122,22 @@ def run_playbook(lab, playbook, extra_vars=None, check=False, inventory=None, en
         except ValueError:
             data = None
     return PlaybookResult(proc, data)
+
+
+@contextlib.contextmanager
+def fresh_database(lab, prefix):
+    """A new, empty database in the lab's PostgreSQL (dropped afterwards): psycopg2 connect kwargs."""
+    import psycopg2
+    from psycopg2 import sql
+    name = "%s_%s" % (prefix, uuid.uuid4().hex[:12])
+    params = {"host": lab["LAB_PG_HOST"], "port": int(lab["LAB_PG_PORT"]), "user": lab["LAB_PG_USER"]}
+    admin = psycopg2.connect(dbname=lab["LAB_PG_DB"], **params)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield dict(params, dbname=name)
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.close()

@@ -19,7 +19,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from _lab import ROOT
+from _lab import ROOT, fresh_database
 
 SAMPLES = os.path.join(os.path.dirname(ROOT), "shared", "samples", "cloudtrail", "invictus-ir")
 MODULE = os.path.join(ROOT, "plugins", "modules", "cloudtrail_ingest.py")
@@ -42,18 +42,8 @@ def _samples_present():
 
 @pytest.fixture
 def db(lab):
-    name = "ct_test_%s" % uuid.uuid4().hex[:12]
-    params = {"host": lab["LAB_PG_HOST"], "port": int(lab["LAB_PG_PORT"]), "user": lab["LAB_PG_USER"]}
-    admin = psycopg2.connect(dbname=lab["LAB_PG_DB"], **params)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield dict(params, dbname=name)
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.close()
+    with fresh_database(lab, "ct_test") as params:
+        yield params
 
 
 def query(db, statement, args=None):

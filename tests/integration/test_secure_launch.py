@@ -21,9 +21,8 @@ import uuid
 
 import psycopg2
 import pytest
-from psycopg2 import sql
 
-from _lab import AWS, ROOT, moto_reset, run_playbook, secure_launch_lab_vars
+from _lab import AWS, ROOT, fresh_database, moto_reset, run_playbook, secure_launch_lab_vars
 
 SECURE_LAUNCH = os.path.join(ROOT, "playbooks", "secure_launch.yml")
 TERMINATE = os.path.join(ROOT, "playbooks", "terminate.yml")
@@ -397,18 +396,8 @@ def _upload_cloudtrail(s3, bucket):
 @pytest.fixture
 def siem_db(lab):
     """A fresh PostgreSQL database of the lab for the audit's CloudTrail rows."""
-    name = "audit_test_%s" % uuid.uuid4().hex[:12]
-    params = {"host": lab["LAB_PG_HOST"], "port": int(lab["LAB_PG_PORT"]), "user": lab["LAB_PG_USER"]}
-    admin = psycopg2.connect(dbname=lab["LAB_PG_DB"], **params)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield dict(params, dbname=name)
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.close()
+    with fresh_database(lab, "audit_test") as params:
+        yield params
 
 
 @pytest.fixture

@@ -1,9 +1,6 @@
 """Unit tests for cloudefigo.core.instance_role: policy building and input validation (no AWS)."""
-import json
 
 import pytest
-
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.cloudefigo.core.plugins.modules import instance_role as ir
 
@@ -24,16 +21,6 @@ def _resources(policy):
         resource = statement["Resource"]
         out += resource if isinstance(resource, list) else [resource]
     return out
-
-
-def run_main(capsys, **args):
-    base = {"region": "us-east-1", "access_key": "testing", "secret_key": "testing",
-            "endpoint_url": "http://127.0.0.1:9"}  # nothing listens: validation must fail before any call
-    base.update(args)
-    with patch_module_args(base):
-        with pytest.raises(SystemExit):
-            ir.main()
-    return json.loads(capsys.readouterr().out)
 
 
 class TestBuildPolicy:
@@ -167,8 +154,8 @@ class TestMainValidation:
           "extra_statements": [{"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}]}, "extra_statements", "refused"),
         ({"name": "web-01", "key_bucket": "keys", "key_object": "k", "bootstrap_objects": ["boot"]}, "bootstrap_objects", "bucket/key"),
     ])
-    def test_fails_naming_option(self, capsys, args, option, text):
-        result = run_main(capsys, **args)
+    def test_fails_naming_option(self, run_aws_main, args, option, text):
+        result = run_aws_main(ir.main, **args)
         assert result["failed"] is True
         assert option in result["msg"]
         assert text in result["msg"]

@@ -1,21 +1,8 @@
 """Unit tests for cloudefigo.core.volume_key: validation, bucket policy merge, key generation (no AWS)."""
-import json
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.cloudefigo.core.plugins.modules import volume_key as vk
-
-
-def run_main(capsys, **args):
-    base = {"region": "us-east-1", "access_key": "testing", "secret_key": "testing",
-            "endpoint_url": "http://127.0.0.1:9"}  # nothing listens: validation must fail before any call
-    base.update(args)
-    with patch_module_args(base):
-        with pytest.raises(SystemExit):
-            vk.main()
-    return json.loads(capsys.readouterr().out)
 
 
 @pytest.mark.parametrize("args, option, text", [
@@ -28,8 +15,8 @@ def run_main(capsys, **args):
     ({"bucket": "keys", "object": "k", "state": "shredded"}, "state", "must be one of"),
     ({"bucket": "keys", "object": "k", "kms_key_id": " "}, "kms_key_id", "empty"),
 ])
-def test_main_fails_naming_option(capsys, args, option, text):
-    result = run_main(capsys, **args)
+def test_main_fails_naming_option(run_aws_main, args, option, text):
+    result = run_aws_main(vk.main, **args)
     assert result["failed"] is True
     assert option in result["msg"] and text in result["msg"]
     assert "exception" not in result
