@@ -7,8 +7,7 @@ LAB := $(ROOT)/lab/lab
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/.cache/collections
 export PATH := $(VENV)/bin:$(PATH)
-# tests get their own lab so a running demo lab is left alone
-TEST_LAB := $(ROOT)/.cache/test-lab
+# tests get their own labs (.cache/test-lab, .cache/test-lab-vm) so a running demo lab is left alone
 PYTEST_ARGS ?=
 
 .PHONY: help bootstrap test sanity units integration lint demo bench lab-up lab-down build clean
@@ -29,7 +28,7 @@ units: bootstrap
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
 
 integration: bootstrap
-	@bash tools/with-lab.sh $(TEST_LAB) $(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
+	@bash tools/integration.sh $(PYTEST_ARGS)
 
 lint: bootstrap
 	$(VENV)/bin/ansible-lint -q
@@ -38,7 +37,7 @@ test: bootstrap
 	bash tools/sanity.sh
 	$(VENV)/bin/ansible-lint -q
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
-	@bash tools/with-lab.sh $(TEST_LAB) $(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
+	@bash tools/integration.sh $(PYTEST_ARGS)
 
 demo: bootstrap
 	@bash tools/demo.sh
