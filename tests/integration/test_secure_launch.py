@@ -254,6 +254,10 @@ def _assert_in_production(lab, batch, result, summary):
         volume = ec2.describe_volumes(VolumeIds=data)["Volumes"][0]
         assert volume["Attachments"][0]["InstanceId"] == instance["InstanceId"]
         assert _tags(volume)["cloudefigo:launch-id"] == batch.launch_id
+        # every attached volume, the root one included, says what the instance says
+        attached = [m["Ebs"]["VolumeId"] for m in instance["BlockDeviceMappings"]]
+        for item in ec2.describe_volumes(VolumeIds=attached)["Volumes"]:
+            assert _tags(item).get("SecurityStatus") == "production", item
 
         # the Chef node: registered, converged, for this instance
         node = _chef_get(lab, "/nodes/%s" % name)
