@@ -301,9 +301,10 @@ def _iam_pattern_match(pattern, value, ignore_case):
     return re.fullmatch(regex, value, re.IGNORECASE if ignore_case else 0) is not None
 
 
-def _action_is_iam(action):
-    service = action.split(":", 1)[0] if ":" in action else action
-    return _iam_pattern_match(service, "iam", ignore_case=True)
+def _action_may_be_of(action, service):
+    """Whether an action pattern (`iam:Pass*`, `*`, `s?:Put*`) can name an action of a service."""
+    prefix = action.split(":", 1)[0] if ":" in action else action
+    return _iam_pattern_match(prefix, service, ignore_case=True)
 
 
 def _action_is_read_only(action):
@@ -380,7 +381,7 @@ def statement_problems(statement, partition, key_bucket, key_object=None):
         problems.append("Allow with NotAction or NotResource grants more than it names")
     actions = [str(a) for a in _as_list(statement.get("Action"))]
     resources = [str(r) for r in _as_list(statement.get("Resource"))]
-    iam_actions = [a for a in actions if _action_is_iam(a)]
+    iam_actions = [a for a in actions if _action_may_be_of(a, "iam")]
     if iam_actions:
         problems.append("grants IAM actions (%s): an instance could pass or create roles and escalate" % ", ".join(iam_actions))
     if any(_resource_is_everything(r) for r in resources):
@@ -393,16 +394,11 @@ def statement_problems(statement, partition, key_bucket, key_object=None):
     if key_bucket:
         # a write or delete in the key bucket overwrites or crypto-shreds a key (its own or another
         # instance's), destroying the data that key protects
-        writes = [a for a in actions if not _action_is_read_only(a) and _action_may_be_s3(a)]
+        writes = [a for a in actions if not _action_is_read_only(a) and _action_may_be_of(a, "s3")]
         if writes and any(_covers_key_bucket(r, partition, key_bucket, key_object) for r in resources):
             problems.append("lets the instance write or delete objects of key_bucket %s (%s): that destroys volume keys"
                             % (key_bucket, ", ".join(writes)))
     return problems
-
-
-def _action_may_be_s3(action):
-    service = action.split(":", 1)[0] if ":" in action else action
-    return _iam_pattern_match(service, "s3", ignore_case=True)
 
 
 def _covers_key_bucket(resource, partition, key_bucket, key_object):
