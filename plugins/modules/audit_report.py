@@ -429,10 +429,13 @@ def main():
         if rel in written:
             continue
         stored = load_json(module, primary, rel)
-        if parts.is_part(stored):
-            found[rel] = stored
-        else:
+        if not parts.is_part(stored):
             module.warn("%s is not a report part written by this module: left out" % primary.describe(rel))
+        elif parts.part_key(stored["account_id"], stored["region"]) != rel:
+            # a part names its own account and region: one stored under another pair's key is forged or misplaced
+            module.warn("%s holds the part of another account or region: left out" % primary.describe(rel))
+        else:
+            found[rel] = stored
     found.update(written)
     stale_before = iso(now - datetime.timedelta(seconds=params["part_max_age"])) if params["part_max_age"] else None
     view = parts.merge(list(found.values()), generated_at, params["history"], stale_before=stale_before)

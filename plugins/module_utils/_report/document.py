@@ -179,7 +179,7 @@ def _findings_table(css, head, rows_new, rows_resolved, columns):
     out = ['<table class="%s"><tr>%s<th>Status</th></tr>' % (e(css), "".join("<th>%s</th>" % e(h) for h in head))]
     for finding, is_new in rows_new:
         classes = "sev-%s%s" % (finding.get("severity", "info"), " new" if is_new else "")
-        status = ("quarantined; " if finding.get("quarantined") else "") + ("new" if is_new else "")
+        status = "; ".join(word for word, flag in (("quarantined", finding.get("quarantined")), ("new", is_new)) if flag)
         out.append('<tr class="%s" data-key="%s" data-resource-id="%s">%s<td>%s</td></tr>'
                    % (e(classes), e(finding["key"]), e(finding.get("resource_id")), columns(finding), e(status)))
     for finding in rows_resolved:
