@@ -500,8 +500,8 @@ USERS = [
     ("AssumedRole", "arn:aws:sts::222222222222:assumed-role/ci/" + SCRIPT_TAG, "ci"),
     ("IAMUser", None, "carol"),  # no arn: the principal id / user name stands in
 ]
-ERRORS = [None] * 8 + ["AccessDenied"] * 3 + ["Client.UnauthorizedOperation", "ThrottlingException",
-                                                "NoSuchEntity", "AccessDeniedException"]
+ERRORS = [None] * 8 + ["AccessDenied"] * 3 + [
+    "Client.UnauthorizedOperation", "ThrottlingException", "NoSuchEntity", "AccessDeniedException"]
 
 
 def _seed_events(db, now, count=900):
@@ -604,9 +604,12 @@ def _bars(dom, chart_id):
     return bars
 
 
+def stamp(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_report_charts_match_sql_over_seeded_data(lab, aws, proxy, bucket, tmp_path):
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-    stamp = lambda moment: moment.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     extra = {"audit_report_bucket": bucket, "cloudefigo_aws_endpoint_url": proxy.url}
     runs = []
 

@@ -64,6 +64,11 @@ def _pair_id(part):
     return "pair-%s-%s" % (part["account_id"], part["region"])
 
 
+def _change(new_text, new_id, new_count, gone_text, gone_id, gone_count):
+    return '<li>%s: <strong id="%s">%s</strong>; %s: <strong id="%s">%s</strong></li>' % (
+        e(new_text), e(new_id), e(new_count), e(gone_text), e(gone_id), e(gone_count))
+
+
 def _summary(view):
     totals = view["totals"]
     kinds, new_by, resolved_by = totals["kinds"], totals["new_by_kind"], totals["resolved_by_kind"]
@@ -81,14 +86,12 @@ def _summary(view):
             "</table>",
             "<h3>Changes since the previous run</h3>",
             '<ul id="changes">',
-            '<li>New unmanaged instances: <strong id="new-unmanaged">%s</strong>; no longer unmanaged: '
-            '<strong id="resolved-unmanaged">%s</strong></li>' % (e(new_by.get("unmanaged_instance", 0)),
-                                                                   e(resolved_by.get("unmanaged_instance", 0))),
-            '<li>New stale Chef nodes: <strong id="new-stale">%s</strong>; converging again: '
-            '<strong id="resolved-stale">%s</strong></li>' % (e(new_by.get("stale_node", 0)), e(resolved_by.get("stale_node", 0))),
-            '<li>New security group findings: <strong id="new-findings">%s</strong>; resolved: '
-            '<strong id="resolved-findings">%s</strong></li>' % (e(new_by.get("security_group", 0)),
-                                                                  e(resolved_by.get("security_group", 0))),
+            _change("New unmanaged instances", "new-unmanaged", new_by.get("unmanaged_instance", 0),
+                    "no longer unmanaged", "resolved-unmanaged", resolved_by.get("unmanaged_instance", 0)),
+            _change("New stale Chef nodes", "new-stale", new_by.get("stale_node", 0),
+                    "converging again", "resolved-stale", resolved_by.get("stale_node", 0)),
+            _change("New security group findings", "new-findings", new_by.get("security_group", 0),
+                    "resolved", "resolved-findings", resolved_by.get("security_group", 0)),
             "</ul>"]
     rows = [(_pair_label(p), _severities(p["findings"]), {"account": p["account_id"], "region": p["region"]})
             for p in view["parts"]]
