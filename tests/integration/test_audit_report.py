@@ -659,7 +659,7 @@ def test_report_charts_match_sql_over_seeded_data(lab, aws, proxy, bucket, tmp_p
     rendered = {}
     for tag, attrs in dom.chart("chart-severity"):
         if tag == "g" and attrs.get("class") == "stack":
-            pair = (attrs["data-account"], attrs["data-region"])
+            pair = (attrs["data-pair-account"], attrs["data-pair-region"])
             rendered[pair] = {}
         elif tag == "rect" and attrs.get("class") == "segment":
             rendered[pair][attrs["data-series"]] = int(attrs["data-value"])

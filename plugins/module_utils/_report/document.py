@@ -93,7 +93,7 @@ def _summary(view):
             _change("New security group findings", "new-findings", new_by.get("security_group", 0),
                     "resolved", "resolved-findings", resolved_by.get("security_group", 0)),
             "</ul>"]
-    rows = [(_pair_label(p), _severities(p["findings"]), {"account": p["account_id"], "region": p["region"]})
+    rows = [(_pair_label(p), _severities(p["findings"]), {"pair-account": p["account_id"], "pair-region": p["region"]})
             for p in view["parts"]]
     out.append('<figure id="figure-severity"><figcaption>Findings by severity per account and region</figcaption>%s</figure>'
                % charts.stacked_hbar_chart("chart-severity", "Findings by severity per account and region", rows, SEVERITIES))
