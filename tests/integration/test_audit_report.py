@@ -253,7 +253,7 @@ class _Dom(html.parser.HTMLParser):
 
     def chart(self, chart_id):
         """The elements inside one <svg id=chart_id>, in order (tag, attrs)."""
-        inside, depth, out = False, 0, []
+        inside, out = False, []
         for tag, attrs in self.attrs:
             if tag == "svg" and attrs.get("id") == chart_id:
                 inside = True
@@ -263,7 +263,6 @@ class _Dom(html.parser.HTMLParser):
             if inside:
                 out.append((tag, attrs))
         assert inside, "chart %s not in the page" % chart_id
-        del depth
         return out
 
 
@@ -590,6 +589,10 @@ def _bars(dom, chart_id):
     elements = dom.chart(chart_id)
     axis = [a for tag, a in elements if tag == "g" and a.get("class") == "axis"]
     maximum = int(axis[0]["data-max"])
+    # the plot's extent on the value axis: the axis line's length (bars), the axis line's height
+    # above the top of the tallest possible column (columns: 10 px margin above the plot)
+    line = [a for tag, a in elements if tag == "line"][0]
+    span = (float(line["x2"]) - float(line["x1"]) if chart_id != "chart-events-per-day" else float(line["y1"]) - 10)
     bars, current = [], None
     for tag, attrs in elements:
         if tag == "g" and attrs.get("class") == "bar":
@@ -597,7 +600,6 @@ def _bars(dom, chart_id):
             bars.append(current)
         elif tag == "rect" and current is not None:
             drawn = float(attrs["width"]) if chart_id != "chart-events-per-day" else float(attrs["height"])
-            span = 410 if chart_id != "chart-events-per-day" else 130  # the charts' plot areas
             assert abs(drawn - current[1] * span / float(maximum)) < 0.02, (chart_id, current, drawn)
             current = None
     assert maximum >= max([v for _l, v in bars] or [0])
