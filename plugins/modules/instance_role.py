@@ -137,7 +137,8 @@ options:
         C(ssm:GetParameter*), C(kms:Decrypt), C(sts:GetSessionToken), ...) on broad resources;
         controls other compute (run command, sessions, SSH keys, function code, instance or
         security-group changes, termination, volumes) on anything but this instance's ARN;
-        writes or tags on every resource; lists, administers, writes or deletes in O(key_bucket), or
+        writes or tags on every resource; tags EC2 instances or volumes, its own included (owner
+        marks and stage tags live there); lists, administers, writes or deletes in O(key_bucket), or
         reads its objects other than O(key_object); or names a policy variable or an S3 access
         point where it could cover O(key_bucket).
       - The message names the statement's index and every reason.
