@@ -22,6 +22,8 @@ or setting that cannot be resolved is a ``cannot_evaluate`` finding, never a pas
 
 from __future__ import annotations
 
+import itertools
+
 from ansible_collections.cloudefigo.core.plugins.module_utils import _sg_rules as rules
 from ansible_collections.cloudefigo.core.plugins.module_utils._cfn.resolve import (
     MISSING,
@@ -56,12 +58,9 @@ class _Resource(object):
         self.found = found
 
     def add(self, severity, rule, title, line=None, assumed=_NO_ASSUMPTION, direction=None, cidr=None, ports=None):
-        conditions = describe_assumptions(assumed)
-        if conditions:
-            title = "%s (when %s)" % (title, " and ".join(conditions))
         self.found.append({"logical_id": self.logical_id, "resource_type": self.kind, "line": line or self.line,
                            "severity": severity, "rule": rule, "title": title, "direction": direction,
-                           "cidr": cidr, "ports": ports, "conditions": conditions})
+                           "cidr": cidr, "ports": ports, "assumed": assumed})
 
     def cannot_evaluate(self, what, unresolved, line=None, assumed=_NO_ASSUMPTION, direction=None, cidr=None,
                         ports=None):
@@ -314,7 +313,48 @@ def audit_template(decoded, policy, parameters=None, use_defaults=True):
             if not isinstance(props, dict):
                 props = {}
             _JUDGES[res.kind](template, res, props, policy, props_assumed)
-    return found, judged
+    return _merge_branches(found), judged
+
+
+def _always(assumption_sets):
+    """True when the findings' branches cover every outcome of the conditions they assume."""
+    if any(not assumed for assumed in assumption_sets):
+        return True
+    keys = sorted({key for assumed in assumption_sets for key, _value in assumed})
+    if len(keys) > 10 or any(not key.startswith("Condition:") for key in keys):
+        return False
+    for outcome in itertools.product((True, False), repeat=len(keys)):
+        chosen = dict(zip(keys, outcome))
+        if not any(all(chosen[key] == value for key, value in assumed) for assumed in assumption_sets):
+            return False
+    return True
+
+
+def _merge_branches(found):
+    """One finding per resource, line, rule and title.
+
+    The same finding from several branches of undecided conditions is listed once: unconditional
+    when its branches cover every outcome, else with each set of conditions it holds under
+    (``conditions``: one string per alternative).
+    """
+    merged = {}
+    for item in found:
+        key = (item["logical_id"], item["line"], item["rule"], item["title"], item["cidr"], item["ports"])
+        if key in merged:
+            merged[key]["assumed"].append(item["assumed"])
+        else:
+            item["assumed"] = [item["assumed"]]
+            merged[key] = item
+    out = []
+    for item in merged.values():
+        sets = item.pop("assumed")
+        if _always(sets):
+            item["conditions"] = []
+        else:
+            item["conditions"] = sorted({" and ".join(describe_assumptions(assumed)) for assumed in sets})
+            item["title"] = "%s (when %s)" % (item["title"], "; or when ".join(item["conditions"]))
+        out.append(item)
+    return out
 
 
 _JUDGES = {

@@ -279,6 +279,8 @@ class Template(object):
             return [([value for value in values if value is not NOVALUE], assumed)
                     for values, assumed in product([self.expand(item) for item in node], "list")]
         if isinstance(node, str):
+            if "{{resolve:" in node:
+                return [(Unresolved("dynamic reference %s is resolved only at deployment" % node), _NO_ASSUMPTION)]
             return [(str(node), _NO_ASSUMPTION)]
         return [(node, _NO_ASSUMPTION)]
 
