@@ -124,7 +124,11 @@ def product(candidate_lists, what="value"):
                 merged = merge(assumed, more)
                 if merged is not None:
                     new.append((values + [value], merged))
-        out = _cap(new, what)
+        out = new
+        if len(out) > MAX_CANDIDATES:
+            # every position unknown: a caller that unpacks the combination still gets its length
+            unresolved = _cap(out, what)[0][0]
+            return [([unresolved] * len(candidate_lists), _NO_ASSUMPTION)]
     return out
 
 
