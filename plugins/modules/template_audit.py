@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: template_audit
 short_description: Gate CloudFormation templates on their security groups, IMDSv2 and EBS encryption
-version_added: 1.0.0
+version_added: 0.2.0
 description:
   - Reads CloudFormation templates (YAML, with the short-form tags such as C(!Ref), and JSON) before
     any stack exists, and says whether they pass. Changes nothing.

@@ -34,7 +34,7 @@ def test_clean_directory_passes():
 def test_blocked_directory_fails_and_prints_the_findings():
     proc = gate("-e", "template_gate_paths=%s/blocked" % DATA)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    bastion = os.path.join(ROOT, DATA, "blocked", "bastion.yaml")
+    bastion = os.path.join(ROOT, DATA, "blocked", "bastion.template")
     for line in (
         "BLOCK %s:16 high open_admin_port BastionSecurityGroup: ingress rule: tcp/22 (port 22) open to the internet "
         "(from 0.0.0.0/0)" % bastion,
@@ -46,19 +46,19 @@ def test_blocked_directory_fails_and_prints_the_findings():
         assert line in proc.stdout, proc.stdout
     assert "blocked: 3 blocking finding(s) in 1 of 2 template(s)" in proc.stdout
     # the clean template beside it is read and has nothing to say
-    assert "blocked/web.yaml:" not in proc.stdout
+    assert "blocked/web.template:" not in proc.stdout
 
 
 def test_gate_settings_from_the_pipeline(tmp_path):
     # the bastion passes once the pipeline gives the real SSH source and accepts what is not known yet
-    proc = gate("-e", "template_gate_paths=%s/blocked/bastion.yaml" % DATA,
+    proc = gate("-e", "template_gate_paths=%s/blocked/bastion.template" % DATA,
                 "-e", '{"template_gate_parameters": {"SshCidr": "10.0.0.0/8"}, "template_gate_unresolved": "report", '
                       '"template_gate_fail_on": "high"}')
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "note  " in proc.stdout and "cannot_evaluate" in proc.stdout and "BLOCK" not in proc.stdout
     # several paths, from another working directory, in check mode (read-only module: same verdict)
-    shutil.copy(os.path.join(ROOT, DATA, "clean", "web.yaml"), str(tmp_path / "web.yaml"))
-    proc = gate("--check", "-e", '{"template_gate_paths": ["web.yaml", "%s"]}' % os.path.join(ROOT, DATA, "blocked"),
+    shutil.copy(os.path.join(ROOT, DATA, "clean", "web.template"), str(tmp_path / "web.template"))
+    proc = gate("--check", "-e", '{"template_gate_paths": ["web.template", "%s"]}' % os.path.join(ROOT, DATA, "blocked"),
                 cwd=str(tmp_path))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "blocked: 3 blocking finding(s) in 1 of 3 template(s)" in proc.stdout

@@ -112,6 +112,9 @@ def test_conditions_worst_branch_unless_resolved(run, write):
 
 
 def test_intrinsic_functions_in_ports(run, write):
+    parameters = ("Parameters:\n  Tier: {Type: String, Default: admin}\n  Net: {Type: String, Default: 0.0.0.0}\n"
+                  "Mappings:\n  Ports:\n    admin: {Range: 3389-3389}\n    web: {Range: 443-443}\n")
+    conditions = "Conditions:\n  Wide: !Equals [!Ref 'AWS::Region', us-east-1]\n"
     path = write(group("""
         - IpProtocol: tcp
           FromPort: !Select [0, !Split ["-", !FindInMap [Ports, !Ref Tier, Range]]]
@@ -121,9 +124,7 @@ def test_intrinsic_functions_in_ports(run, write):
           FromPort: !If [Wide, 0, 443]
           ToPort: !If [Wide, 65535, 443]
           CidrIp: 0.0.0.0/0
-    """, parameters="Parameters:\n  Tier: {Type: String, Default: admin}\n  Net: {Type: String, Default: 0.0.0.0}\n"
-                    "Mappings:\n  Ports:\n    admin: {Range: 3389-3389}\n    web: {Range: 443-443}\n",
-        conditions="Conditions:\n  Wide: !Equals [!Ref 'AWS::Region', us-east-1]\n"))
+    """, parameters=parameters, conditions=conditions))
     result = run(paths=[path])
     assert summary(result) == [
         (17, "Sg", "open_admin_port", "0.0.0.0/0", "tcp/3389", True),
@@ -275,7 +276,7 @@ def test_directory_json_and_skipped_files(run):
     clean = os.path.join(DATA, "clean")
     result = run(paths=[clean])
     assert result["blocked"] is False and result["findings"] == []
-    assert sorted(os.path.basename(item["file"]) for item in result["templates"]) == ["db.json", "web.yaml"]
+    assert sorted(os.path.basename(item["file"]) for item in result["templates"]) == ["db.json", "web.template"]
     assert [os.path.basename(item["file"]) for item in result["skipped"]] == ["parameters.json"]
 
 
@@ -335,20 +336,20 @@ def test_public_openshift_all_ports_open_and_parameters_without_default(run):
     assert (1643, "OpenShiftSecurityGroup", "cannot_evaluate") in found     # RemoteAccessCIDR has no default
     assert (1457, "OpenShiftNodesLaunchConfig", "unencrypted_volume") in found
     assert (1414, "OpenShiftNodesLaunchConfig", "imdsv2_not_required") in found
-    given = run(paths=[public("openshift.yaml")], parameters={"RemoteAccessCIDR": "203.0.113.0/24",
-                                                                "ContainerAccessCIDR": "203.0.113.0/24"})
+    sources = {"RemoteAccessCIDR": "203.0.113.0/24", "ContainerAccessCIDR": "203.0.113.0/24"}
+    given = run(paths=[public("openshift.yaml")], parameters=sources)
     assert not [item for item in given["findings"] if item["rule"] == "cannot_evaluate"]
     assert given["blocked"] is True   # the all-ports group is still there
 
 
 def test_public_json_and_cfn_lint_fixtures(run):
-    result = run(paths=[public("nat-instance.json"), public("cfn-lint_properties_sg_ingress.yaml"),
-                        public("cfn-lint_conditions.yaml")])
+    result = run(paths=[public("nat-instance.json"), public("cfn-lint_properties_sg_ingress.template"),
+                        public("cfn-lint_conditions.template")])
     found = {(os.path.basename(item["file"]), item["line"], item["logical_id"], item["rule"]) for item in result["findings"]}
     assert ("nat-instance.json", 93, "rNatInstance", "imdsv2_not_required") in found
-    assert ("cfn-lint_properties_sg_ingress.yaml", 51, "SecurityGroupRuleSSM", "cannot_evaluate") in found
-    assert ("cfn-lint_properties_sg_ingress.yaml", 82, "myLaunchTemplate", "imdsv2_not_required") in found
-    assert ("cfn-lint_conditions.yaml", 45, "myInstance2", "unencrypted_volume") in found
+    assert ("cfn-lint_properties_sg_ingress.template", 51, "SecurityGroupRuleSSM", "cannot_evaluate") in found
+    assert ("cfn-lint_properties_sg_ingress.template", 82, "myLaunchTemplate", "imdsv2_not_required") in found
+    assert ("cfn-lint_conditions.template", 45, "myInstance2", "unencrypted_volume") in found
     conditional = [item for item in result["findings"] if item["logical_id"] == "myInstance2" and item["line"] == 45]
     assert conditional[0]["conditions"] == ["condition isDevelopment is true and condition isPrimaryAndProduction is false"]
     # Properties under Fn::If with three branches, none with IMDSv2: one unconditional finding
