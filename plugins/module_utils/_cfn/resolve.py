@@ -26,6 +26,7 @@ import re
 
 # more combinations than this in one value: give up on it (Unresolved), rather than take forever
 MAX_CANDIDATES = 64
+MAX_DEPTH = 40
 PSEUDO_PARAMETERS = ("AWS::AccountId", "AWS::NotificationARNs", "AWS::Partition", "AWS::Region", "AWS::StackId",
                      "AWS::StackName", "AWS::URLSuffix")
 _SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
@@ -169,6 +170,7 @@ class Template(object):
         self.use_defaults = use_defaults
         self._conditions_done = {}
         self._conditions_running = set()
+        self._depth = 0
 
     def _section(self, name):
         section = self.template.get(name) if isinstance(self.template, dict) else None
@@ -267,6 +269,16 @@ class Template(object):
     # ---------------------------------------------------------------- values
     def expand(self, node):
         """Every value ``node`` can take, as [(value, assumptions)]."""
+        # a template can refer to itself in circles (a VPC whose CidrBlock is its own CidrBlock)
+        if self._depth >= MAX_DEPTH:
+            return [(Unresolved("references nested more than %d deep (a cycle?)" % MAX_DEPTH), _NO_ASSUMPTION)]
+        self._depth += 1
+        try:
+            return self._expand(node)
+        finally:
+            self._depth -= 1
+
+    def _expand(self, node):
         if is_intrinsic(node):
             key, args = next(iter(node.items()))
             handler = self._FUNCTIONS.get(key)

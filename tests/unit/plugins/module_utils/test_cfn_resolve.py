@@ -139,3 +139,13 @@ def test_too_many_combinations_is_unresolved_not_a_guess():
     seven = six + [{"Fn::If": ["C6", "a", "b"]}]
     got = tpl.expand({"Fn::Join": ["", seven]})
     assert len(got) == 1 and isinstance(got[0][0], Unresolved) and "more than 64" in got[0][0].reason
+
+
+def test_cycles_are_unresolved_not_a_crash():
+    tpl = Template({
+        "Mappings": {"M": {"a": {"b": {"Fn::FindInMap": ["M", "a", "b"]}}}},
+        "Resources": {"Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": {"Fn::GetAtt": ["Vpc", "CidrBlock"]}}}},
+    })
+    for node in ({"Fn::FindInMap": ["M", "a", "b"]}, {"Fn::GetAtt": ["Vpc", "CidrBlock"]}):
+        value = tpl.expand(node)[0][0]
+        assert isinstance(value, Unresolved) and "nested more than" in value.reason
