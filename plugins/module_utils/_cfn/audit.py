@@ -41,17 +41,15 @@ CANNOT_EVALUATE = "cannot_evaluate"
 CANNOT_EVALUATE_SEVERITY = "high"
 _RULE_KEYS = ("IpProtocol", "FromPort", "ToPort", "CidrIp", "CidrIpv6", "SourceSecurityGroupId",
               "SourceSecurityGroupName", "SourcePrefixListId", "DestinationSecurityGroupId", "DestinationPrefixListId")
-_DEFAULT_EGRESS = {"IpProtocol": "-1", "CidrIp": "0.0.0.0/0"}
 _PORT_PROTOCOLS = ("tcp", "udp")
 _TRUE = ("true",)
 _NO_ASSUMPTION = frozenset()
 
 
 class _Resource(object):
-    """Where findings of one resource go: its logical id, type, line, and the template."""
+    """Where findings of one resource go: its logical id, type and line."""
 
-    def __init__(self, template, logical_id, resource, found):
-        self.template = template
+    def __init__(self, logical_id, resource, found):
         self.logical_id = str(logical_id)
         self.kind = str(resource.get("Type"))
         self.line = line_of(logical_id) or line_of(resource)
@@ -131,14 +129,11 @@ def _judge_rule(res, item, direction, policy, line, assumed, group=None):
                     cidr, found["ports"])
 
 
-def _expand_rule(template, node, line, assumed):
+def _expand_rule(template, node, assumed):
     """Candidates of one rule node, only the keys that matter expanded."""
     if isinstance(node, dict) and not is_intrinsic(node):
         node = {key: node[key] for key in _RULE_KEYS if key in node}
-    out = []
-    for value, more in template.lookup(node, [], assumed):
-        out.append((value, more))
-    return out
+    return template.lookup(node, [], assumed)
 
 
 def _group_name(template, node):
@@ -160,7 +155,7 @@ def _security_group(template, res, props, policy, assumed):
             empty_assumed = list_assumed
             for element, line in elements:
                 element_empty = False
-                for item, item_assumed in _expand_rule(template, element, line or res.line, list_assumed):
+                for item, item_assumed in _expand_rule(template, element, list_assumed):
                     if item is NOVALUE:
                         if not element_empty:
                             element_empty = True
@@ -178,7 +173,7 @@ def _security_group(template, res, props, policy, assumed):
 
 def _standalone_rule(template, res, props, policy, assumed, direction):
     group = _group_name(template, props.get("GroupId")) if isinstance(props, dict) else None
-    for item, item_assumed in _expand_rule(template, props, res.line, assumed):
+    for item, item_assumed in _expand_rule(template, props, assumed):
         if item is not NOVALUE:
             _judge_rule(res, item, direction, policy, res.line, item_assumed, group)
 
@@ -286,14 +281,14 @@ def audit_template(decoded, policy, parameters=None, use_defaults=True):
     judged = 0
     for logical_id, resource in template.resources.items():
         if str(logical_id).startswith("Fn::ForEach"):
-            res = _Resource(template, logical_id, {"Type": "Fn::ForEach"}, found)
+            res = _Resource(logical_id, {"Type": "Fn::ForEach"}, found)
             res.cannot_evaluate("resources made by %s" % logical_id,
                                 Unresolved("Fn::ForEach (AWS::LanguageExtensions) is not expanded here"))
             continue
         if not isinstance(resource, dict) or resource.get("Type") not in RESOURCE_TYPES:
             continue
         judged += 1
-        res = _Resource(template, logical_id, resource, found)
+        res = _Resource(logical_id, resource, found)
         assumed = _NO_ASSUMPTION
         if "Condition" in resource:
             decided = template.condition(resource["Condition"])
