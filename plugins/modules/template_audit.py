@@ -58,6 +58,13 @@ options:
     elements: path
     required: true
     aliases: [path]
+  base_dir:
+    description:
+      - Directory that relative O(paths) are relative to; findings then name their files relative to it.
+      - By default relative paths are relative to the module's working directory. In a playbook on a
+        local connection that is the playbook's directory, not the one C(ansible-playbook) was started
+        in, so a pipeline passes its own (C(playbooks/template_gate.yml) passes C($PWD)).
+    type: path
   patterns:
     description: File name patterns of templates in a directory of O(paths).
     type: list
@@ -179,7 +186,7 @@ findings:
   elements: dict
   contains:
     file:
-      description: Template file, as found from O(paths).
+      description: Template file, as found from O(paths) (relative to O(base_dir) when it is set and holds the file).
       type: str
       sample: cloudformation/web.yaml
     line:
@@ -259,6 +266,8 @@ skipped:
   sample: [{"file": "cloudformation/params.json", "reason": "no Resources mapping"}]
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.cloudefigo.core.plugins.module_utils import _sg_rules as rules
@@ -282,6 +291,13 @@ def _policy(module):
                         allowed_egress=allowed_egress)
 
 
+def _shown(path, base_dir):
+    """``path`` relative to ``base_dir`` when it is inside it, else as it is."""
+    if base_dir and os.path.abspath(path).startswith(os.path.join(os.path.abspath(base_dir), "")):
+        return os.path.relpath(os.path.abspath(path), os.path.abspath(base_dir))
+    return path
+
+
 def _blocking(finding, fail_on, unresolved):
     if finding["rule"] == CANNOT_EVALUATE:
         return unresolved == "block"
@@ -292,6 +308,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             paths=dict(type="list", elements="path", required=True, aliases=["path"]),
+            base_dir=dict(type="path"),
             patterns=dict(type="list", elements="str", default=list(load.DEFAULT_PATTERNS)),
             parameters=dict(type="dict", default={}),
             use_parameter_defaults=dict(type="bool", default=True),
@@ -311,13 +328,20 @@ def main():
     if not params["paths"]:
         module.fail_json(msg="paths: give at least one template file or directory", blocked=True)
     policy = _policy(module)
+    base_dir = params["base_dir"]
+    paths = params["paths"]
+    if base_dir:
+        if not os.path.isdir(base_dir):
+            module.fail_json(msg="base_dir: %s is not a directory" % base_dir, blocked=True)
+        paths = [os.path.join(base_dir, path) for path in paths]   # an absolute path stays as it is
 
     try:
-        files = load.template_files(params["paths"], params["patterns"])
+        files = load.template_files(paths, params["patterns"])
     except load.TemplateError as exc:
         module.fail_json(msg="paths: %s" % exc, blocked=True)
     findings, templates, skipped, errors = [], [], [], []
     for path, explicit in files:
+        shown = _shown(path, base_dir)
         try:
             decoded = load.decode(path)
         except load.TemplateError as exc:
@@ -327,13 +351,13 @@ def main():
             if explicit:
                 errors.append("%s: not a CloudFormation template (no Resources mapping)" % path)
             else:
-                skipped.append({"file": path, "reason": "no Resources mapping"})
+                skipped.append({"file": shown, "reason": "no Resources mapping"})
             continue
         found, judged = audit_template(decoded, policy, params["parameters"], params["use_parameter_defaults"])
         for item in found:
-            item["file"] = path
+            item["file"] = shown
             item["blocking"] = _blocking(item, params["fail_on"], params["unresolved"])
-        templates.append({"file": path, "resources_judged": judged, "findings": len(found),
+        templates.append({"file": shown, "resources_judged": judged, "findings": len(found),
                           "blocked": any(item["blocking"] for item in found)})
         findings.extend(found)
 

@@ -27,6 +27,8 @@ import re
 # more combinations than this in one value: give up on it (Unresolved), rather than take forever
 MAX_CANDIDATES = 64
 MAX_DEPTH = 40
+# node visits per template: a YAML alias bomb in a rule must end in a finding, not hang the pipeline
+MAX_VISITS = 200000
 PSEUDO_PARAMETERS = ("AWS::AccountId", "AWS::NotificationARNs", "AWS::Partition", "AWS::Region", "AWS::StackId",
                      "AWS::StackName", "AWS::URLSuffix")
 _SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
@@ -171,6 +173,7 @@ class Template(object):
         self._conditions_done = {}
         self._conditions_running = set()
         self._depth = 0
+        self.visits = 0
 
     def _section(self, name):
         section = self.template.get(name) if isinstance(self.template, dict) else None
@@ -272,6 +275,10 @@ class Template(object):
         # a template can refer to itself in circles (a VPC whose CidrBlock is its own CidrBlock)
         if self._depth >= MAX_DEPTH:
             return [(Unresolved("references nested more than %d deep (a cycle?)" % MAX_DEPTH), _NO_ASSUMPTION)]
+        self.visits += 1
+        if self.visits > MAX_VISITS:
+            return [(Unresolved("the template is too large to evaluate (more than %d values)" % MAX_VISITS),
+                     _NO_ASSUMPTION)]
         self._depth += 1
         try:
             return self._expand(node)

@@ -149,3 +149,15 @@ def test_cycles_are_unresolved_not_a_crash():
     for node in ({"Fn::FindInMap": ["M", "a", "b"]}, {"Fn::GetAtt": ["Vpc", "CidrBlock"]}):
         value = tpl.expand(node)[0][0]
         assert isinstance(value, Unresolved) and "nested more than" in value.reason
+
+
+def test_work_is_bounded(monkeypatch):
+    from ansible_collections.cloudefigo.core.plugins.module_utils._cfn import resolve
+    monkeypatch.setattr(resolve, "MAX_VISITS", 5)
+    got = Template({"Resources": {}}).expand([[1, 2], [3, 4]])
+    assert "too large to evaluate" in find_reason(got[0][0])
+
+
+def find_reason(value):
+    from ansible_collections.cloudefigo.core.plugins.module_utils._cfn.resolve import find_unresolved
+    return find_unresolved(value).reason

@@ -280,6 +280,19 @@ def test_directory_json_and_skipped_files(run):
     assert [os.path.basename(item["file"]) for item in result["skipped"]] == ["parameters.json"]
 
 
+def test_base_dir(run, tmp_path):
+    result = run(paths=["clean", os.path.join(DATA, "blocked")], base_dir=os.path.abspath(DATA) + "/../cloudformation")
+    files = sorted(item["file"] for item in result["templates"])
+    assert files == [os.path.join("blocked", "bastion.template"), os.path.join("blocked", "web.template"),
+                     os.path.join("clean", "db.json"), os.path.join("clean", "web.template")]
+    assert result["skipped"] == [{"file": os.path.join("clean", "parameters.json"), "reason": "no Resources mapping"}]
+    assert result["report"][0].startswith("BLOCK blocked/bastion.template:16 high open_admin_port")
+    outside = run(paths=[os.path.join(os.path.abspath(DATA), "clean")], base_dir=str(tmp_path))
+    assert os.path.isabs(outside["templates"][0]["file"])
+    missing = run(paths=["clean"], base_dir=str(tmp_path / "nowhere"))
+    assert missing["failed"] is True and missing["msg"].startswith("base_dir:")
+
+
 def test_errors_fail_closed(run, write, tmp_path):
     broken = write("Resources:\n  Sg:\n    Type: [unclosed\n", "broken.yaml")
     result = run(paths=[broken])
@@ -295,6 +308,18 @@ def test_errors_fail_closed(run, write, tmp_path):
     ok = write(group("- {IpProtocol: tcp, FromPort: 443, ToPort: 443, CidrIp: 10.0.0.0/8}\n"), "ok.yaml")
     result = run(paths=[ok], allowed_cidrs=["office"])
     assert result["failed"] is True and result["msg"].startswith("allowed_cidrs: 'office' is not a network")
+
+
+def test_yaml_alias_amplification_fails_the_task(run, write):
+    # a template author cannot stall the gate with a YAML alias bomb: cfn-lint's decoder refuses it
+    lines = ["Metadata:", "  a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    previous = "a"
+    for name in "bcdefghi":
+        lines.append("  %s: &%s [%s]" % (name, name, ", ".join(["*" + previous] * 10)))
+        previous = name
+    lines.append(group("- {IpProtocol: tcp, FromPort: 22, ToPort: 22, CidrIp: *i}\n"))
+    result = run(paths=[write("\n".join(lines))])
+    assert result["failed"] is True and result["blocked"] is True and "alias" in result["msg"]
 
 
 def test_fail_when_blocked_and_check_mode(run, write):
