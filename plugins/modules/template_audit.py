@@ -76,7 +76,7 @@ options:
         (a template that does not declare one ignores it). Pseudo parameters such as C(AWS::Region) may
         be given too.
       - A list parameter (C(CommaDelimitedList), C(List<...>)) takes a list or a comma-separated string.
-      - Do not pass secrets (C(NoEcho) parameters such as passwords): no rule needs them, and module
+      - Do not pass secrets (C(NoEcho) parameters such as passwords); no rule needs them, and module
         arguments can end up in job logs.
     type: dict
     default: {}
