@@ -14,7 +14,6 @@ options:
   login_host:
     description:
       - Host running the database. Empty means the local Unix socket (see O(login_unix_socket)).
-      - The alias O(ignore:host) is the name community.postgresql used before 4.0.
     type: str
     default: ''
     aliases: [host]
