@@ -79,4 +79,4 @@ def test_validation_rejects_each_missing_required_option(role, tmp_path):
         assert last.get("failed"), tasks
         assert "missing required arguments: %s" % name in last["msg"], last["msg"]
         # nothing of the role ran: the failing task is core's validation
-        assert not any(task_name == first_task for task_name, _ in tasks)
+        assert not any(task[0] == first_task for task in tasks)
