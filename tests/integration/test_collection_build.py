@@ -86,7 +86,7 @@ def test_tarball_holds_the_collection_and_not_the_tooling(tarball):
     for left_out in ("lab", "bench", "tools", ".cache", ".venv", ".git", ".ci", "Makefile", "ansible.cfg"):
         assert left_out not in top, "%s is in the tarball" % left_out
     assert not [name for name in names if "node_modules" in name or name.startswith("awx/context")
-                or "__pycache__" in name or name.startswith("tests/output")]
+                or "__pycache__" in name or name.startswith(("tests/output", "tests/data/"))]
 
 
 def test_installed_tarball_runs_a_module(installed, dependencies, tmp_path):
