@@ -438,6 +438,7 @@ def test_audit_reports_quarantines_and_loads_cloudtrail(lab, aws, playbook, siem
     east.authorize_security_group_ingress(GroupId=open_ssh, IpPermissions=[{
         "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
     events = _upload_cloudtrail(aws.client("s3"), "audit-cloudtrail")
+    aws.client("s3").create_bucket(Bucket="audit-evidence")
 
     report_dir = tmp_path / "audit"
     result = playbook(AUDIT, extra_vars={
@@ -451,6 +452,7 @@ def test_audit_reports_quarantines_and_loads_cloudtrail(lab, aws, playbook, siem
         # the unmanaged instance was just started: no grace period, or it would be spared
         "audit_quarantine_grace_seconds": 0,
         "audit_quarantine_case_id": "case-happy",
+        "audit_evidence_bucket": "audit-evidence",
         "audit_pg_host": siem_db["host"],
         "audit_pg_port": siem_db["port"],
         "audit_pg_user": siem_db["user"],
