@@ -48,7 +48,7 @@ def write_play(tmp_path, tasks):
              "module_defaults": {
                  "group/cloudefigo.core.chef": {
                      "chef_server_url": "{{ lab_chef_url }}", "client_name": "{{ lab_chef_user }}",
-                     "client_key": "{{ lab_chef_key }}"},
+                     "client_key": "{{ lab_chef_key }}", "allow_insecure_http": True},
                  "cloudefigo.core.unmanaged_instances": {
                      "endpoint_url": "{{ lab_aws_endpoint }}", "access_key": "testing", "secret_key": "testing",
                      "region": "us-east-1"}},

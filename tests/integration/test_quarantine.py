@@ -8,15 +8,11 @@ IAM simulator (tests/iam_sim): the quarantined instance is denied, a second inst
 role is not.
 """
 import json
-import os
 import shutil
-import subprocess
-import sys
-import tempfile
 
 import pytest
 
-from _lab import ROOT
+from _lab import run_aws_module
 
 BUCKET = "ir-evidence"
 ROLE = "shared-app-role"
@@ -27,21 +23,7 @@ LEGACY_PROTECTION_TAG = "cloudefigo:quarantine:termination-protection"
 
 
 def run_module(lab, name, **args):
-    """Run one cloudefigo.core module as Ansible does (JSON args in, JSON result out)."""
-    args = dict({"endpoint_url": lab["LAB_AWS_ENDPOINT"], "access_key": "testing", "secret_key": "testing",
-                 "region": "us-east-1"}, **args)
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
-    try:
-        env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".cache", "collections"))
-        proc = subprocess.run([sys.executable, "-m", "ansible_collections.cloudefigo.core.plugins.modules.%s" % name,
-                               handle.name], capture_output=True, text=True, env=env, timeout=300, check=False)
-    finally:
-        os.unlink(handle.name)
-    try:
-        return json.loads(proc.stdout)
-    except ValueError:
-        raise AssertionError("module %s printed no JSON:\n%s\n%s" % (name, proc.stdout, proc.stderr))
+    return run_aws_module(lab, name, **args)
 
 
 @pytest.fixture

@@ -447,6 +447,7 @@ def test_audit_reports_quarantines_and_loads_cloudtrail(lab, aws, playbook, siem
         "cloudefigo_chef_server_url": lab["LAB_CHEF_URL"],
         "cloudefigo_chef_client_name": lab["LAB_CHEF_USER"],
         "cloudefigo_chef_client_key": lab["LAB_CHEF_KEY"],
+        "cloudefigo_chef_allow_insecure_http": True,
         "audit_regions": ["us-east-1", "eu-west-1"],
         "audit_quarantine": True,
         # the unmanaged instance was just started: no grace period, or it would be spared
