@@ -243,8 +243,8 @@ class ChefClient(object):
                     time.sleep(self.backoff * 2 ** (attempt - 1))
                     continue
                 raise ChefError("the Chef server at %s did not answer %s %s within %ss, %d times: %s; check"
-                                " chef_server_url and timeout" % (self.base_url, method, full_path, self.timeout,
-                                                                   attempt, exc))
+                                " chef_server_url and timeout"
+                                % (self.base_url, method, full_path, self.timeout, attempt, exc))
             except requests.exceptions.RequestException as exc:
                 raise ChefError("cannot connect to the Chef server at %s (%s): %s; check chef_server_url"
                                 % (self.base_url, connection_problem(exc), exc))
