@@ -507,6 +507,9 @@ class Quarantine(object):
     def quarantine(self):
         params = self.params
         instance_id = params["instance_id"]
+        if not self.instance.get("VpcId"):
+            # checked before the record and the revocation: no half quarantine
+            self.module.fail_json(msg="instance %s is not in a VPC; quarantine needs one" % instance_id)
         protection = self.termination_protection()
         roles = self.instance_roles()
         record = self.read_record()
