@@ -438,6 +438,7 @@ def test_audit_reports_quarantines_and_loads_cloudtrail(lab, aws, playbook, siem
     east.authorize_security_group_ingress(GroupId=open_ssh, IpPermissions=[{
         "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
     events = _upload_cloudtrail(aws.client("s3"), "audit-cloudtrail")
+    aws.client("s3").create_bucket(Bucket="audit-evidence")
 
     report_dir = tmp_path / "audit"
     result = playbook(AUDIT, extra_vars={
@@ -446,11 +447,13 @@ def test_audit_reports_quarantines_and_loads_cloudtrail(lab, aws, playbook, siem
         "cloudefigo_chef_server_url": lab["LAB_CHEF_URL"],
         "cloudefigo_chef_client_name": lab["LAB_CHEF_USER"],
         "cloudefigo_chef_client_key": lab["LAB_CHEF_KEY"],
+        "cloudefigo_chef_allow_insecure_http": True,
         "audit_regions": ["us-east-1", "eu-west-1"],
         "audit_quarantine": True,
         # the unmanaged instance was just started: no grace period, or it would be spared
         "audit_quarantine_grace_seconds": 0,
         "audit_quarantine_case_id": "case-happy",
+        "audit_evidence_bucket": "audit-evidence",
         "audit_pg_host": siem_db["host"],
         "audit_pg_port": siem_db["port"],
         "audit_pg_user": siem_db["user"],
