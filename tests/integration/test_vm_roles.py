@@ -50,7 +50,8 @@ class VM:
             "for m in /dev/mapper/*; do [ \"$m\" = /dev/mapper/control ] && continue; "
             "  for t in $(findmnt -n -o TARGET -S \"$m\"); do umount \"$t\"; done; cryptsetup close \"${m##*/}\"; done; "
             "for t in $(findmnt -n -o TARGET -S \"$disk\"); do umount \"$t\"; done; "
-            "wipefs -q -a \"$disk\"; sed -i '\\#^/dev/mapper/#d' /etc/fstab; rm -rf /run/luks_volume" % serial)
+            "wipefs -q -a \"$disk\"; sed -i '\\#^/dev/mapper/#d' /etc/fstab; "
+            "umount /run/luks_volume 2>/dev/null; rm -rf /run/luks_volume" % serial)
 
 
 def _quote(text):
@@ -123,6 +124,27 @@ def converge(lab, luks, extra=None, verbose=True):
                         json_output=False, args=["-vvv"] if verbose else [])
 
 
+def kernel_has_noswap(vm):
+    """Linux 6.4+ knows tmpfs noswap; checked against the kernel itself, not only its version."""
+    release = vm.out("uname -r")
+    major, minor = (int(part) for part in re.match(r"(\d+)\.(\d+)", release).groups())
+    probe = vm.sh("d=$(mktemp -d) && mount -t tmpfs -o size=1m,noswap tmpfs $d && umount $d; rc=$?; rmdir $d; exit $rc",
+                  check=False)
+    assert (probe.returncode == 0) == ((major, minor) >= (6, 4)), (release, probe.stderr)
+    return probe.returncode == 0, release
+
+
+def assert_key_tmpfs(vm, output, prefix):
+    """The key had a tmpfs of its own (noswap when the kernel has it) and it is gone now."""
+    noswap, release = kernel_has_noswap(vm)
+    if noswap:
+        assert prefix + " mounted, noswap" in output, output[-5000:]
+    else:
+        assert prefix + " mounted without noswap (kernel %s has no noswap, Linux 6.4+)" % release in output, \
+            output[-5000:]
+    assert vm.out("findmnt -n -o FSTYPE --mountpoint /run/luks_volume || true") == ""
+
+
 def luks_uuid(vm):
     return vm.out("for b in /sys/block/vd*; do [ \"$(cat $b/serial)\" = %s ] && cryptsetup luksUUID /dev/${b##*/}; done"
                   % vm.lab["LAB_VM_DATA_DISK_SERIAL"])
@@ -148,6 +170,7 @@ def test_luks_first_run_formats_opens_mounts(lab, vm, luks):
     assert "aes-xts-plain64" in dump and "512 bits" in dump
     vm.sh("echo precious > %s/file.txt" % MOUNT)
     assert vm.out("ls -A /run/luks_volume") == ""
+    assert_key_tmpfs(vm, result.stdout, "/run/luks_volume: tmpfs")
     fstab = vm.out("grep '^/dev/mapper/%s ' /etc/fstab" % MAPPER)
     assert "x-systemd.requires=luks-volume-%s.service" % MAPPER in fstab and "_netdev" in fstab
     unit = vm.out("cat /etc/systemd/system/luks-volume-%s.service" % MAPPER)
@@ -172,6 +195,7 @@ def test_luks_unit_script_unlocks_after_close(lab, vm, luks):
     assert "opened" in out
     assert vm.out("cat %s/file.txt" % MOUNT) == "precious"
     assert vm.out("ls -A /run/luks_volume") == ""
+    assert_key_tmpfs(vm, out, "luks-volume: key tmpfs /run/luks_volume")
 
 
 def test_luks_wrong_key_fails_and_never_reformats(lab, vm, luks):
@@ -185,6 +209,7 @@ def test_luks_wrong_key_fails_and_never_reformats(lab, vm, luks):
     # the unit script fails the same way and leaves nothing behind
     proc = vm.sh("/usr/local/sbin/luks-volume-unlock-%s" % MAPPER, check=False)
     assert proc.returncode != 0 and vm.out("ls -A /run/luks_volume") == ""
+    assert vm.out("findmnt -n -o FSTYPE --mountpoint /run/luks_volume || true") == ""
 
 
 def test_luks_missing_key_fails_clearly_then_recovers(lab, vm, luks):
