@@ -299,7 +299,8 @@ DUMMY_CHEF_CLIENT = """#!/bin/sh
 conf=/etc/chef/client.rb
 while [ $# -gt 0 ]; do [ "$1" = -c ] && conf="$2"; shift; done
 dir="$(dirname "$conf")"
-vkey="$(sed -n "s/^validation_key *'\\(.*\\)'$/\\1/p" "$conf" 2>/dev/null)"
+# (single quotes since client.rb escapes for Ruby, double quotes as 0.1.0 wrote it)
+vkey="$(sed -n "s/^validation_key *[\\"']\\(.*\\)[\\"']$/\\1/p" "$conf" 2>/dev/null)"
 mkdir -p /var/lib/chef-dummy
 {
   printf 'run uid=%s conf=%s client_rb=%s' "$(id -u)" "$conf" "$([ -r "$conf" ] && echo yes || echo no)"
