@@ -79,7 +79,8 @@ options:
         could claim another host's name): the scanned address (the C(host-ip) property, or a C(ReportHost)
         name that is an IP address), and with M(cloudefigo.core.nessus_scan) the scan's targets (a
         C(ReportHost) name or address equal to one of them, or the only target of a one-target scan).
-        Give the instance address you scan, for example V({"10.0.0.5": [51192]}). Case-insensitive.
+        Give the instance address you scan, for example a key V(10.0.0.5) with the list V([51192]).
+        Case-insensitive.
     type: raw
   max_findings:
     description:
