@@ -37,8 +37,8 @@ description:
     counted in RV(records_rejected); the other records of its file are loaded.
   - Progress on long runs, without warnings. Every O(progress_interval) seconds the module
     writes a line to the system log of the host it runs on (C(journalctl -t ansible-cloudtrail_ingest))
-    and, with O(progress_path), rewrites that JSON file: files done / total, events, events per
-    second. See the examples to show it from the playbook while the load runs with C(async).
+    and, with O(progress_path), rewrites that JSON file, with files done / total, events and events
+    per second. See the examples to show it from the playbook while the load runs with C(async).
   - Streams files through a reader thread that parses them while O(workers) database sessions
     COPY earlier files into per-session TEMP staging tables and insert from there.
 author:
