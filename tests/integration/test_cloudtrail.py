@@ -294,7 +294,7 @@ def test_bad_records_bombs_and_retries(lab, db, tmp_path):
     (logs / "a_mixed.json.gz").write_bytes(gzip.compress(mixed))
     # 300 MiB of spaces in 300 KB: over the default cap (256 MiB)
     packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    bomb = b"".join([packer.compress(b" " * (1 << 20)) for _ in range(300)] + [packer.flush()])
+    bomb = b"".join([packer.compress(b" " * (1 << 20)) for _mib in range(300)] + [packer.flush()])
     (logs / "b_bomb.json.gz").write_bytes(bomb)
     # a file that a broken delivery truncated: fixed later under the same name
     with open(SAMPLE_FILES[1], "rb") as handle:

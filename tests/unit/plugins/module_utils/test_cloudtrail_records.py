@@ -208,7 +208,7 @@ def _bomb(mebibytes):
     """gzip of `mebibytes` MiB of spaces (about 1 KB compressed per MiB), built without holding it."""
     packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     block = b" " * (1 << 20)
-    parts = [packer.compress(block) for _ in range(mebibytes)]
+    parts = [packer.compress(block) for _mib in range(mebibytes)]
     parts.append(packer.flush())
     return b"".join(parts)
 
