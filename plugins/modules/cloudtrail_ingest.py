@@ -26,10 +26,19 @@ description:
     hash of its content) and inserted with C(ON CONFLICT DO NOTHING).
   - Each file is loaded in one transaction with its ledger row, so a run killed midway leaves
     whole files or nothing. A file that is not a CloudTrail log (truncated gzip, invalid JSON,
-    no C(Records)) or whose rows PostgreSQL rejects is recorded in the ledger with its error,
-    reported in RV(files_skipped) and RV(files_failed), and skipped; the run goes on and does
-    not fail. A file that cannot be read (access denied, network) is reported but not recorded,
-    so the next run tries it again.
+    no C(Records)), is larger than O(max_file_size) once decompressed (a decompression bomb),
+    or whose rows PostgreSQL rejects is recorded in the ledger with its error, reported in
+    RV(files_skipped) and RV(files_failed), and skipped; the run goes on and does not fail.
+    Such a file is tried again on the next run (not skipped forever); when it fails the same way
+    again, the ledger is left as it is. A file that cannot be read (access denied, network) is
+    reported but not recorded, so the next run tries it again.
+  - One record that cannot be stored (a number JSON cannot hold such as C(1e999), a lone UTF-16
+    surrogate, bytes that are not UTF-8, a record that is not an object) is left out on its own and
+    counted in RV(records_rejected); the other records of its file are loaded.
+  - Progress on long runs, without warnings. Every O(progress_interval) seconds the module
+    writes a line to the system log of the host it runs on (C(journalctl -t ansible-cloudtrail_ingest))
+    and, with O(progress_path), rewrites that JSON file, with files done / total, events and events
+    per second. See the examples to show it from the playbook while the load runs with C(async).
   - Streams files through a reader thread that parses them while O(workers) database sessions
     COPY earlier files into per-session TEMP staging tables and insert from there.
 author:
@@ -70,6 +79,29 @@ options:
         busy; more rarely help, since one reader thread parses for all of them.
     type: int
     default: 2
+  max_file_size:
+    description:
+      - Largest log file accepted, in MiB, once decompressed (and as stored). gzip is decompressed
+        with this cap, so a decompression bomb costs at most this much memory and is reported as a
+        bad file in RV(files_failed).
+      - CloudTrail delivers files every few minutes; they are far smaller than the default.
+    type: int
+    default: 256
+  progress_path:
+    description:
+      - A file on the host running the module, rewritten (atomically, mode 0644) every
+        O(progress_interval) seconds and at the end with a JSON object C(files_done),
+        C(files_total) (files listed so far; final once C(listing_complete) is true),
+        C(files_loaded), C(files_failed), C(events_loaded), C(events_per_second),
+        C(elapsed_seconds), C(finished), and C(line), the same as one human-readable line. When the
+        run fails, the last one also has C(failed=true) and C(error).
+      - Written in check mode too (it reports the run, it is not managed state).
+    type: path
+  progress_interval:
+    description:
+      - Seconds between two progress reports (system log line and O(progress_path)).
+    type: float
+    default: 10
 extends_documentation_fragment:
   - cloudefigo.core.postgres
   - amazon.aws.common.modules
@@ -88,8 +120,10 @@ attributes:
     support: none
     description: Nothing to show a diff of.
 notes:
-  - The module does not fail on bad log files; check RV(files_failed).
+  - The module does not fail on bad log files; check RV(files_failed) and RV(records_rejected).
   - RV(files_skipped) lists every file not loaded by this run, already loaded ones included.
+  - Ansible shows a module's output only when it ends, so progress goes to the system log and to
+    O(progress_path), not to warnings (which would only appear at the end, all at once).
 """
 
 EXAMPLES = r"""
@@ -120,6 +154,34 @@ EXAMPLES = r"""
   cloudefigo.core.cloudtrail_ingest:
     login_host: siem.internal
     db: siem
+
+- name: Backfill a large bucket in the background, with progress
+  cloudefigo.core.cloudtrail_ingest:
+    bucket: acme-org-cloudtrail
+    login_host: siem.internal
+    db: siem
+    progress_path: /var/tmp/cloudtrail-progress.json
+    progress_interval: 30
+  async: 86400
+  poll: 0
+  register: backfill
+
+- name: Show the progress every 30 seconds until the load ends (one line per poll, with -v)
+  ansible.builtin.command: cat /var/tmp/cloudtrail-progress.json
+  register: backfill_progress
+  changed_when: false
+  until: (backfill_progress.stdout | from_json).finished
+  failed_when: (backfill_progress.stdout | from_json).failed | default(false)
+  retries: 2880
+  delay: 30
+
+- name: Collect the result
+  ansible.builtin.async_status:
+    jid: "{{ backfill.ansible_job_id }}"
+  register: ingest
+  until: ingest.finished
+  retries: 10
+  delay: 5
 
 - name: Load files copied from an incident responder's laptop
   cloudefigo.core.cloudtrail_ingest:
@@ -184,9 +246,42 @@ files_failed:
       description: C(s3://BUCKET/KEY) or the local path.
       type: str
     error:
-      description: "C(truncated or corrupt gzip: ...), C(invalid JSON: ...), C(no Records: ...) or C(rejected by PostgreSQL: ...)."
+      description:
+        - "C(truncated or corrupt gzip: ...), C(decompresses to more than N MiB (max_file_size) ...),
+          C(larger than N MiB ...), C(invalid JSON: ...), C(no Records: ...) or C(rejected by PostgreSQL: ...)."
       type: str
   sample: [{"key": "/srv/logs/bad.json.gz", "error": "invalid JSON: unexpected character: line 1 column 2 (char 1)"}]
+records_rejected:
+  description: Records left out of the files loaded (or that would be, in check mode) because they cannot be stored.
+  returned: always
+  type: int
+  sample: 1
+rejected_records:
+  description: The first 100 of those records, by file and position in its C(Records) list, with why.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    key:
+      description: C(s3://BUCKET/KEY) or the local path.
+      type: str
+    index:
+      description: Position of the record in the file's C(Records) list, from 0.
+      type: int
+    reason:
+      description: Why it was left out.
+      type: str
+  sample: [{"key": "/srv/logs/x.json.gz", "index": 7, "reason": "number or constant JSON cannot store (1e999) at requestParameters.size"}]
+elapsed_seconds:
+  description: How long the load took.
+  returned: always
+  type: float
+  sample: 12.4
+events_per_second:
+  description: Events of the files read (loaded or duplicates) per second of the run.
+  returned: always
+  type: float
+  sample: 30512.7
 events_loaded:
   description: Events inserted by this run (in check mode, that would be).
   returned: always
@@ -199,6 +294,9 @@ duplicates:
   sample: 0
 """
 
+import json
+import os
+import tempfile
 import traceback
 
 from ansible.module_utils.basic import missing_required_lib
@@ -246,6 +344,36 @@ def build_sources(module):
     return [S3Source(s3, bucket, prefix) for bucket, prefix in found]
 
 
+def progress_line(report):
+    total = "%d" % report["files_total"] if report["listing_complete"] else "%d+ (listing)" % report["files_total"]
+    return "cloudtrail_ingest: files %d/%s, %d loaded, %d failed, %d events loaded, %.0f events/s, %.0f s%s" % (
+        report["files_done"], total, report["files_loaded"], report["files_failed"], report["events_loaded"],
+        report["events_per_second"], report["elapsed_seconds"], ", done" if report["finished"] else "")
+
+
+def progress_reporter(module):
+    """The loader's progress callback: a system log line, and the progress_path file when set."""
+    path = module.params["progress_path"]
+
+    def report(progress):
+        line = progress_line(progress)
+        module.log(line)
+        if path:
+            directory = os.path.dirname(os.path.abspath(path))
+            handle, temp = tempfile.mkstemp(prefix=".cloudtrail-progress-", dir=directory)
+            try:
+                with os.fdopen(handle, "w") as stream:
+                    json.dump(dict(progress, line=line), stream)
+                    stream.write("\n")
+                os.chmod(temp, 0o644)
+                os.replace(temp, path)
+            except OSError:
+                if os.path.exists(temp):
+                    os.unlink(temp)
+                raise
+    return report
+
+
 def main():
     argument_spec = dict(
         bucket=dict(type="str"),
@@ -254,6 +382,9 @@ def main():
         regions=dict(type="list", elements="str"),
         schema=dict(type="str", default="cloudtrail"),
         workers=dict(type="int", default=2),
+        max_file_size=dict(type="int", default=256),
+        progress_path=dict(type="path"),
+        progress_interval=dict(type="float", default=10),
     )
     argument_spec.update(postgres_argument_spec())
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True,
@@ -262,6 +393,13 @@ def main():
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
     if module.params["workers"] < 1:
         module.fail_json(msg="workers must be at least 1, got %d" % module.params["workers"])
+    if module.params["max_file_size"] < 1:
+        module.fail_json(msg="max_file_size must be at least 1 (MiB), got %d" % module.params["max_file_size"])
+    if module.params["progress_interval"] <= 0:
+        module.fail_json(msg="progress_interval must be more than 0 seconds, got %s" % module.params["progress_interval"])
+    if module.params["progress_path"] and not os.path.isdir(os.path.dirname(os.path.abspath(module.params["progress_path"]))):
+        module.fail_json(msg="progress_path %s: its directory does not exist; create it or pick another path"
+                             % module.params["progress_path"])
 
     kwargs = connect_kwargs(module.params, application_name="cloudefigo.core.cloudtrail_ingest")
 
@@ -277,17 +415,30 @@ def main():
                                 kwargs.get("user"), str(exc).strip()))
 
     sources = build_sources(module)
+    reporter = progress_reporter(module)
     loader = Loader(connect, schema=module.params["schema"], workers=module.params["workers"],
-                    check_mode=module.check_mode)
+                    check_mode=module.check_mode, max_file_size=module.params["max_file_size"] << 20,
+                    progress=reporter, progress_interval=module.params["progress_interval"])
     try:
         result = loader.run(sources)
-    except psycopg2.Error as exc:
-        module.fail_json(msg="PostgreSQL error while loading into schema %s: %s"
-                             % (module.params["schema"], str(exc).strip()), exception=traceback.format_exc())
     except Exception as exc:  # pylint: disable=broad-except
+        if module.params["progress_path"]:
+            # whoever polls the progress file must learn that the run is over
+            try:
+                report = dict(loader.progress_report(finished=True), failed=True, error=str(exc).strip()[:500])
+                reporter(report)
+            except Exception:  # pylint: disable=broad-except
+                pass
+        if isinstance(exc, psycopg2.Error):
+            module.fail_json(msg="PostgreSQL error while loading into schema %s: %s"
+                                 % (module.params["schema"], str(exc).strip()), exception=traceback.format_exc())
         module.fail_json_aws(exc, msg="Could not list the log files")
     result["sources"] = [source.describe() for source in sources]
-    result["changed"] = bool(result["files_loaded"] or result["files_failed"] or result["migrations_applied"])
+    final = loader.progress_report(finished=True)
+    result["elapsed_seconds"] = final["elapsed_seconds"]
+    result["events_per_second"] = final["events_per_second"]
+    # a file that fails again the same way is reported, but changes nothing
+    result["changed"] = loader.changed
     module.exit_json(**result)
 
 

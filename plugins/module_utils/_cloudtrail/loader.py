@@ -16,12 +16,22 @@ COPYs the rows into staging, ``INSERT ... SELECT ... ON CONFLICT (event_id) DO N
 events, and commits. A killed run leaves whole files or nothing; the ledger makes re-runs skip
 what is done. While one session waits for PostgreSQL (COPY costs the server ~25 us of CPU per
 event, mostly parsing jsonb) the reader parses the next file: that overlap is the speed.
+
+A file that failed (bad gzip, a decompression bomb, rejected by PostgreSQL ...) is recorded in the
+ledger with its error and tried again on the next run; the ledger row is rewritten only when the
+outcome changed, so a file that keeps failing the same way changes nothing. One record that
+cannot be stored is left out of its file and counted (``records_rejected``), never the file.
+
+Progress: ``progress(report)`` is called at most every ``progress_interval`` seconds, and once at
+the end, with files done / seen so far (the listing is paged, so the total grows until
+``listing_complete``), events and events per second.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 
 from . import records as ct_records
 from . import schema as ct_schema
@@ -40,14 +50,18 @@ class _Job:
     so a file is never held as a whole COPY payload.
     """
 
-    __slots__ = ("log", "error", "events", "chunks", "ids", "_stop")
+    __slots__ = ("log", "error", "events", "chunks", "ids", "rejected", "previous", "_stop")
 
-    def __init__(self, log, stop, error=None, events=0, depth=8):
+    def __init__(self, log, stop, error=None, events=0, depth=8, previous=None):
         self.log = log
         self.error = error
         self.events = events
         self.chunks = queue.Queue(maxsize=depth)
         self.ids = []
+        # (index, reason) of records left out; complete once next_chunk() returned None
+        self.rejected = []
+        # the ledger's (etag, size, error) of this key before the run, or None
+        self.previous = previous
         self._stop = stop
 
     def next_chunk(self):
@@ -81,7 +95,11 @@ def _first_line(exc):
 class Loader:
     """Load log files from sources into the store in ``schema``; ``connect()`` opens a session."""
 
-    def __init__(self, connect, schema="cloudtrail", workers=2, check_mode=False):
+    # at most this many rejected records are listed in the result (all are counted)
+    MAX_REJECTED_LISTED = 100
+
+    def __init__(self, connect, schema="cloudtrail", workers=2, check_mode=False,
+                 max_file_size=ct_records.DEFAULT_MAX_FILE_SIZE, progress=None, progress_interval=10.0):
         import psycopg2
         from psycopg2 import sql
         self._psycopg2 = psycopg2
@@ -90,13 +108,61 @@ class Loader:
         self.schema = schema
         self.workers = max(1, int(workers))
         self.check_mode = check_mode
+        self.max_file_size = int(max_file_size)
+        self._progress = progress
+        self._progress_interval = float(progress_interval)
+        self._started = time.monotonic()
+        self._last_progress = self._started
+        self._files_done = 0
+        self._events_done = 0
+        self._listing_complete = False
+        self._ledger_writes = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._errors = []
         self.result = {
             "files_seen": 0, "files_loaded": 0, "events_loaded": 0, "duplicates": 0,
             "files_skipped": [], "files_failed": [], "migrations_applied": [], "schema_version": 0,
+            "records_rejected": 0, "rejected_records": [],
         }
+
+    @property
+    def changed(self):
+        """True when the run wrote (or, in check mode, would write) the store."""
+        return bool(self.result["files_loaded"] or self._ledger_writes or self.result["migrations_applied"])
+
+    # --- progress -----------------------------------------------------------------------------
+
+    def progress_report(self, finished=False):
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        with self._lock:
+            return {
+                "files_done": self._files_done,
+                "files_total": self.result["files_seen"],
+                "listing_complete": self._listing_complete or finished,
+                "files_loaded": self.result["files_loaded"],
+                "files_failed": len(self.result["files_failed"]),
+                "events_loaded": self.result["events_loaded"],
+                "events_processed": self._events_done,
+                "events_per_second": round(self._events_done / elapsed, 1),
+                "elapsed_seconds": round(elapsed, 1),
+                "finished": finished,
+            }
+
+    def _file_done(self, events=0):
+        """Count one finished file (loaded, failed or skipped); report when the interval passed."""
+        now = time.monotonic()
+        with self._lock:
+            self._files_done += 1
+            self._events_done += events
+            due = self._progress is not None and now - self._last_progress >= self._progress_interval
+            if due:
+                self._last_progress = now
+        if due:
+            try:
+                self._progress(self.progress_report())
+            except Exception:  # pylint: disable=broad-except
+                pass  # progress is best effort: never the reason a load fails
 
     def _q(self, template):
         return self._sql.SQL(template).format(schema=self._sql.Identifier(self.schema))
@@ -139,6 +205,12 @@ class Loader:
             raise self._errors[0]
         self.result["files_skipped"].sort(key=lambda item: item["key"])
         self.result["files_failed"].sort(key=lambda item: item["key"])
+        self.result["rejected_records"].sort(key=lambda item: (item["key"], item["index"]))
+        if self._progress is not None:
+            try:
+                self._progress(self.progress_report(finished=True))
+            except Exception:  # pylint: disable=broad-except
+                pass
         return self.result
 
     def _guard(self, target, *args):
@@ -163,6 +235,16 @@ class Loader:
             self.result["files_skipped"].append({"key": key, "reason": reason})
             if failed:
                 self.result["files_failed"].append({"key": key, "error": reason})
+        self._file_done()
+
+    def _count_rejected(self, key, rejected):
+        if not rejected:
+            return
+        with self._lock:
+            self.result["records_rejected"] += len(rejected)
+            room = self.MAX_REJECTED_LISTED - len(self.result["rejected_records"])
+            for index, reason in rejected[:max(room, 0)]:
+                self.result["rejected_records"].append({"key": key, "index": index, "reason": reason})
 
     def _ledger(self, cursor, keys):
         cursor.execute(self._q("SELECT key, etag, size, error FROM {schema}.files WHERE key = ANY(%s)"), (keys,))
@@ -186,8 +268,16 @@ class Loader:
                         if self._stop.is_set():
                             return
                         done = known.get(log.key)
-                        if done is not None and done[0] == log.etag and done[1] == log.size:
-                            self._skip(log.key, "already loaded" if done[2] is None else "failed before: " + done[2])
+                        same = done is not None and done[0] == log.etag and done[1] == log.size
+                        if same and done[2] is None:
+                            self._skip(log.key, "already loaded")
+                            continue
+                        # a file that failed before is tried again: the cause may be gone
+                        previous = done if same else None
+                        if log.size is not None and log.size > self.max_file_size:
+                            if not self._put(jobs, _Job(log, self._stop, previous=previous, error=(
+                                    "larger than %d MiB (max_file_size): refused" % (self.max_file_size >> 20)))):
+                                return
                             continue
                         try:
                             data = log.read()
@@ -196,28 +286,31 @@ class Loader:
                             self._skip(log.key, "could not read: " + _first_line(exc))
                             continue
                         try:
-                            found = ct_records.parse_log(data)
+                            found = ct_records.parse_log(data, self.max_file_size)
                         except ct_records.BadLogFile as exc:
                             del data
-                            if not self._put(jobs, _Job(log, self._stop, error=str(exc))):
+                            if not self._put(jobs, _Job(log, self._stop, error=str(exc), previous=previous)):
                                 return
                             continue
                         del data
-                        job = _Job(log, self._stop, events=len(found))
+                        job = _Job(log, self._stop, events=len(found), previous=previous)
                         if not self._put(jobs, job):
                             return
                         try:
-                            for chunk in ct_records.iter_chunks(found, inet_cache):
+                            for chunk in ct_records.iter_chunks(found, inet_cache, rejected=job.rejected):
                                 if not self._put(job.chunks, chunk if self.check_mode else (chunk[0], None)):
                                     return
                         except Exception as exc:  # pylint: disable=broad-except
-                            # a value the row builder cannot write (e.g. a lone surrogate): this file only
+                            # not a record's fault (those are rejected one by one): this file fails
                             self._put(job.chunks, exc)
                             continue
                         finally:
                             del found
+                        job.events -= len(job.rejected)
                         if not self._put(job.chunks, None):
                             return
+            with self._lock:
+                self._listing_complete = True
         finally:
             for _number in range(self.workers):
                 self._put(jobs, _STOP)
@@ -255,7 +348,7 @@ class Loader:
             "insert": self._sql.SQL(
                 "INSERT INTO {schema}.events ({columns}, file_id) SELECT {columns}, %s FROM cloudtrail_staging "
                 "ON CONFLICT (event_id) DO NOTHING").format(schema=self._sql.Identifier(self.schema), columns=columns),
-            "inserted": self._q("UPDATE {schema}.files SET inserted = %s WHERE id = %s"),
+            "inserted": self._q("UPDATE {schema}.files SET inserted = %s, events = %s, rejected = %s WHERE id = %s"),
             "existing": self._q("SELECT count(DISTINCT event_id) FROM {schema}.events WHERE event_id = ANY(%s)"),
         }
         try:
@@ -269,7 +362,7 @@ class Loader:
                 if job is _STOP or self._stop.is_set():
                     return
                 if job.error is not None:
-                    self._record_failure(connection, statements, job.log, job.error)
+                    self._record_failure(connection, statements, job, job.error)
                 elif self.check_mode:
                     self._check(connection, statements, job, has_store)
                 else:
@@ -277,11 +370,17 @@ class Loader:
         finally:
             connection.close()
 
-    def _record_failure(self, connection, statements, log, error):
-        if not self.check_mode:
-            with connection.cursor() as cursor:
-                cursor.execute(statements["ledger"], (log.key, log.etag, log.size, None, error))
-            connection.commit()
+    def _record_failure(self, connection, statements, job, error):
+        log = job.log
+        # the same file failing the same way again: the ledger already says so, nothing to write
+        unchanged = job.previous is not None and job.previous[2] == error
+        if not unchanged:
+            with self._lock:
+                self._ledger_writes += 1
+            if not self.check_mode:
+                with connection.cursor() as cursor:
+                    cursor.execute(statements["ledger"], (log.key, log.etag, log.size, None, error))
+                connection.commit()
         self._skip(log.key, error, failed=True)
 
     def _check(self, connection, statements, job, has_store):
@@ -293,9 +392,10 @@ class Loader:
                     break
                 ids.extend(item[1])
         except _BuildError as exc:
-            self._skip(job.log.key, "could not build rows: %s" % exc, failed=True)
+            self._record_failure(connection, statements, job, "could not build rows: %s" % exc)
             return
         job.ids = ids
+        self._count_rejected(job.log.key, job.rejected)
         unique = len(set(job.ids))
         existing = 0
         if has_store:
@@ -307,6 +407,7 @@ class Loader:
             self.result["files_loaded"] += 1
             self.result["events_loaded"] += unique - existing
             self.result["duplicates"] += len(ids) - (unique - existing)
+        self._file_done(len(ids))
 
     def _drain(self, job):
         """Take what the reader still has for a file COPY gave up on, so the reader moves on."""
@@ -321,29 +422,32 @@ class Loader:
     def _load(self, connection, statements, job):
         psycopg2 = self._psycopg2
         log = job.log
-        events = job.events
         try:
             with connection.cursor() as cursor:
-                cursor.execute(statements["ledger"], (log.key, log.etag, log.size, events, None))
+                cursor.execute(statements["ledger"], (log.key, log.etag, log.size, job.events, None))
                 file_id = cursor.fetchone()[0]
                 cursor.copy_expert(statements["copy"], job, size=1 << 20)
                 cursor.execute(statements["insert"], (file_id,))
                 inserted = cursor.rowcount
-                cursor.execute(statements["inserted"], (inserted, file_id))
+                # the reader has finished the file (COPY read its end): the rejected count is final
+                events = job.events
+                cursor.execute(statements["inserted"], (inserted, events, len(job.rejected), file_id))
             connection.commit()
         except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
             # the data of this file, not the session: record it, keep going with the next file
             connection.rollback()
             self._drain(job)
-            self._record_failure(connection, statements, log, "rejected by PostgreSQL: " + _first_line(exc))
+            self._record_failure(connection, statements, job, "rejected by PostgreSQL: " + _first_line(exc))
             return
         except _BuildError as exc:
             connection.rollback()
             if self._stop.is_set():
                 return
-            self._record_failure(connection, statements, log, "could not build rows: %s" % exc)
+            self._record_failure(connection, statements, job, "could not build rows: %s" % exc)
             return
+        self._count_rejected(log.key, job.rejected)
         with self._lock:
             self.result["files_loaded"] += 1
             self.result["events_loaded"] += inserted
             self.result["duplicates"] += events - inserted
+        self._file_done(events)

@@ -91,6 +91,10 @@ MIGRATIONS = (
             WHERE access_key_id IS NOT NULL
             GROUP BY access_key_id""",
     )),
+    (3, "records rejected one by one", (
+        # records of a file left out because they cannot be stored (1e999, lone surrogates ...)
+        "ALTER TABLE {schema}.files ADD COLUMN rejected integer NOT NULL DEFAULT 0",
+    )),
 )
 
 LATEST = MIGRATIONS[-1][0]
