@@ -133,8 +133,7 @@ EXAMPLES = r"""
     login_host: siem.internal
     login_user: cloudtrail_loader
     login_password: "{{ vault_siem_loader_password }}"
-    db: siem
-    ssl_mode: verify-full
+    login_db: siem
     ca_cert: /etc/ssl/certs/siem-ca.pem
   register: ingest
 
@@ -148,18 +147,20 @@ EXAMPLES = r"""
     bucket: acme-audit-logs
     prefix: AWSLogs/123456789012/CloudTrail/eu-west-1/2024/05/
     login_host: siem.internal
-    db: siem
+    login_db: siem
+    ca_cert: /etc/ssl/certs/siem-ca.pem
 
 - name: Find every trail's bucket in every enabled region and load them
   cloudefigo.core.cloudtrail_ingest:
     login_host: siem.internal
-    db: siem
+    login_db: siem
+    ca_cert: /etc/ssl/certs/siem-ca.pem
 
 - name: Backfill a large bucket in the background, with progress
   cloudefigo.core.cloudtrail_ingest:
     bucket: acme-org-cloudtrail
     login_host: siem.internal
-    db: siem
+    login_db: siem
     progress_path: /var/tmp/cloudtrail-progress.json
     progress_interval: 30
   async: 86400
@@ -187,8 +188,8 @@ EXAMPLES = r"""
   cloudefigo.core.cloudtrail_ingest:
     path: /srv/evidence/case-42/cloudtrail
     schema: case_42
-    login_host: 127.0.0.1
-    db: forensics
+    login_unix_socket: /var/run/postgresql
+    login_db: forensics
 """
 
 RETURN = r"""
@@ -306,7 +307,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import enabled_regions, regional_clients, retrying_client
 from ansible_collections.cloudefigo.core.plugins.module_utils._cloudtrail.loader import Loader
 from ansible_collections.cloudefigo.core.plugins.module_utils._cloudtrail.postgres import (
-    connect_kwargs, postgres_argument_spec)
+    connect_kwargs, connection_problem, postgres_argument_spec)
 from ansible_collections.cloudefigo.core.plugins.module_utils._cloudtrail.sources import (
     LocalSource, S3Source, trail_locations)
 
@@ -400,6 +401,9 @@ def main():
     if module.params["progress_path"] and not os.path.isdir(os.path.dirname(os.path.abspath(module.params["progress_path"]))):
         module.fail_json(msg="progress_path %s: its directory does not exist; create it or pick another path"
                              % module.params["progress_path"])
+    problem = connection_problem(module.params)
+    if problem:
+        module.fail_json(msg=problem)
 
     kwargs = connect_kwargs(module.params, application_name="cloudefigo.core.cloudtrail_ingest")
 
@@ -409,8 +413,9 @@ def main():
     try:
         connect().close()
     except psycopg2.Error as exc:
-        module.fail_json(msg="Could not connect to PostgreSQL %s:%s database %s as %s: %s; check login_host, "
-                             "login_port, db, login_user and login_password"
+        module.fail_json(msg="Could not connect to PostgreSQL %s:%s database %s as %s: %s; check login_host "
+                             "(or login_unix_socket), login_port, login_db, login_user, login_password, "
+                             "and for TLS ssl_mode and ca_cert"
                              % (kwargs.get("host", "(socket)"), kwargs.get("port"), kwargs.get("dbname"),
                                 kwargs.get("user"), str(exc).strip()))
 

@@ -178,6 +178,11 @@ totals:
   returned: always
   type: dict
   sample: {"instances": 5, "managed": 3, "unmanaged": 2, "stale": 1, "nodes": 4}
+status:
+  description: HTTP status of the Chef server's answer when the node search failed (the module fails).
+  returned: on failure of the Chef node search
+  type: int
+  sample: 403
 """
 
 import time
