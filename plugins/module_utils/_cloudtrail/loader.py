@@ -29,9 +29,12 @@ the end, with files done / seen so far (the listing is paged, so the total grows
 
 from __future__ import annotations
 
+import collections
+import datetime
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from . import records as ct_records
 from . import schema as ct_schema
@@ -87,6 +90,34 @@ class _Job:
     readline = read
 
 
+def _prefix_end(prefix):
+    """The smallest string after every string starting with ``prefix`` (byte order, COLLATE "C")."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+class Ledger:
+    """What the sources may ask the ledger (``files``) while listing: read-only, COLLATE "C"."""
+
+    def __init__(self, connection, query):
+        self._connection = connection
+        self._q = query
+
+    def newest_key(self, prefix):
+        with self._connection.cursor() as cursor:
+            cursor.execute(self._q('SELECT max(key COLLATE "C") FROM {schema}.files '
+                                   'WHERE key COLLATE "C" >= %s AND key COLLATE "C" < %s'),
+                           (prefix, _prefix_end(prefix)))
+            return cursor.fetchone()[0]
+
+    def failed(self, low, high):
+        """(key, etag, size) of files recorded with an error, low <= key < high."""
+        with self._connection.cursor() as cursor:
+            cursor.execute(self._q('SELECT key, etag, size FROM {schema}.files WHERE error IS NOT NULL '
+                                   'AND key COLLATE "C" >= %s AND key COLLATE "C" < %s ORDER BY key COLLATE "C"'),
+                           (low, high))
+            return cursor.fetchall()
+
+
 def _first_line(exc):
     text = str(exc).strip() or exc.__class__.__name__
     return text.splitlines()[0]
@@ -97,9 +128,12 @@ class Loader:
 
     # at most this many rejected records are listed in the result (all are counted)
     MAX_REJECTED_LISTED = 100
+    # at most this many failed files are listed in the result (all are counted in files_skipped)
+    MAX_FAILED_LISTED = 1000
 
     def __init__(self, connect, schema="cloudtrail", workers=2, check_mode=False,
-                 max_file_size=ct_records.DEFAULT_MAX_FILE_SIZE, progress=None, progress_interval=10.0):
+                 max_file_size=ct_records.DEFAULT_MAX_FILE_SIZE, progress=None, progress_interval=10.0,
+                 fetch_concurrency=16, retention_months=None):
         import psycopg2
         from psycopg2 import sql
         self._psycopg2 = psycopg2
@@ -110,6 +144,10 @@ class Loader:
         self.check_mode = check_mode
         self.max_file_size = int(max_file_size)
         self._progress = progress
+        self.fetch_concurrency = max(1, int(fetch_concurrency))
+        self.retention_months = retention_months
+        # rows older than this (first day of a month) are not loaded: their partition was dropped
+        self.cutoff = None if not retention_months else ct_schema.retention_cutoff(retention_months)
         self._progress_interval = float(progress_interval)
         self._started = time.monotonic()
         self._last_progress = self._started
@@ -118,18 +156,24 @@ class Loader:
         self._listing_complete = False
         self._ledger_writes = 0
         self._lock = threading.Lock()
+        # partitions are created in their own short transactions, on a session of their own
+        self._ddl_lock = threading.Lock()
+        self._ddl = None
+        self._known_months = set()
         self._stop = threading.Event()
         self._errors = []
         self.result = {
             "files_seen": 0, "files_loaded": 0, "events_loaded": 0, "duplicates": 0,
-            "files_skipped": [], "files_failed": [], "migrations_applied": [], "schema_version": 0,
-            "records_rejected": 0, "rejected_records": [],
+            "files_skipped": {"already loaded": 0, "failed": 0}, "files_failed": [],
+            "migrations_applied": [], "schema_version": 0, "records_rejected": 0, "rejected_records": [],
+            "partitions_created": [], "partitions_dropped": [], "events_expired": 0, "s3_list_requests": 0,
         }
 
     @property
     def changed(self):
         """True when the run wrote (or, in check mode, would write) the store."""
-        return bool(self.result["files_loaded"] or self._ledger_writes or self.result["migrations_applied"])
+        return bool(self.result["files_loaded"] or self._ledger_writes or self.result["migrations_applied"]
+                    or self.result["partitions_dropped"])
 
     # --- progress -----------------------------------------------------------------------------
 
@@ -180,9 +224,15 @@ class Loader:
                 connection.rollback()
                 self.result["migrations_applied"] = [number for number, _text in pending]
                 self.result["schema_version"] = ct_schema.LATEST
+                if self.cutoff is not None and version >= 5:
+                    with connection.cursor() as cursor:
+                        self.result["partitions_dropped"] = ct_schema.expired_partitions(cursor, self.schema, self.cutoff)
+                    connection.rollback()
                 return version
             self.result["migrations_applied"] = ct_schema.migrate(connection, self.schema)
             self.result["schema_version"] = ct_schema.LATEST
+            if self.cutoff is not None:
+                self.result["partitions_dropped"] = ct_schema.drop_partitions(connection, self.schema, self.cutoff)
             return ct_schema.LATEST
         finally:
             connection.close()
@@ -201,10 +251,14 @@ class Loader:
             thread.start()
         for thread in threads:
             thread.join()
+        if self._ddl is not None:
+            self._ddl.close()
+            self._ddl = None
         if self._errors:
             raise self._errors[0]
-        self.result["files_skipped"].sort(key=lambda item: item["key"])
         self.result["files_failed"].sort(key=lambda item: item["key"])
+        self.result["partitions_created"].sort()
+        self.result["s3_list_requests"] = sum(getattr(source, "list_requests", 0) for source in sources)
         self.result["rejected_records"].sort(key=lambda item: (item["key"], item["index"]))
         if self._progress is not None:
             try:
@@ -232,9 +286,12 @@ class Loader:
 
     def _skip(self, key, reason, failed=False):
         with self._lock:
-            self.result["files_skipped"].append({"key": key, "reason": reason})
             if failed:
-                self.result["files_failed"].append({"key": key, "error": reason})
+                self.result["files_skipped"]["failed"] += 1
+                if len(self.result["files_failed"]) < self.MAX_FAILED_LISTED:
+                    self.result["files_failed"].append({"key": key, "error": reason})
+            else:
+                self.result["files_skipped"][reason] = self.result["files_skipped"].get(reason, 0) + 1
         self._file_done()
 
     def _count_rejected(self, key, rejected):
@@ -252,12 +309,19 @@ class Loader:
 
     def _read(self, sources, jobs, has_store):
         connection = self.connect() if has_store else None
+        ledger = None
+        if connection is not None:
+            connection.autocommit = True
+            ledger = Ledger(connection, self._q)
         inet_cache = {}
+        # reads in flight, oldest first: (log, previous, future); S3 latency, not CPU, bounds a
+        # load from a real bucket, so up to fetch_concurrency GETs wait at the same time while
+        # this thread parses the oldest
+        inflight = collections.deque()
+        pool = ThreadPoolExecutor(max_workers=self.fetch_concurrency, thread_name_prefix="cloudtrail-get")
         try:
-            if connection is not None:
-                connection.autocommit = True
             for source in sources:
-                for page in source.pages():
+                for page in source.pages(ledger):
                     with self._lock:
                         self.result["files_seen"] += len(page)
                     known = {}
@@ -279,43 +343,53 @@ class Loader:
                                     "larger than %d MiB (max_file_size): refused" % (self.max_file_size >> 20)))):
                                 return
                             continue
-                        try:
-                            data = log.read()
-                        except Exception as exc:  # pylint: disable=broad-except
-                            # not recorded in the ledger: access or network errors pass, retry next run
-                            self._skip(log.key, "could not read: " + _first_line(exc))
-                            continue
-                        try:
-                            found = ct_records.parse_log(data, self.max_file_size)
-                        except ct_records.BadLogFile as exc:
-                            del data
-                            if not self._put(jobs, _Job(log, self._stop, error=str(exc), previous=previous)):
+                        inflight.append((log, previous, pool.submit(log.read)))
+                        while len(inflight) >= self.fetch_concurrency:
+                            if not self._parse(inflight.popleft(), jobs, inet_cache):
                                 return
-                            continue
-                        del data
-                        job = _Job(log, self._stop, events=len(found), previous=previous)
-                        if not self._put(jobs, job):
-                            return
-                        try:
-                            for chunk in ct_records.iter_chunks(found, inet_cache, rejected=job.rejected):
-                                if not self._put(job.chunks, chunk if self.check_mode else (chunk[0], None)):
-                                    return
-                        except Exception as exc:  # pylint: disable=broad-except
-                            # not a record's fault (those are rejected one by one): this file fails
-                            self._put(job.chunks, exc)
-                            continue
-                        finally:
-                            del found
-                        job.events -= len(job.rejected)
-                        if not self._put(job.chunks, None):
-                            return
+            while inflight:
+                if not self._parse(inflight.popleft(), jobs, inet_cache):
+                    return
             with self._lock:
                 self._listing_complete = True
         finally:
+            for _log, _previous, future in inflight:
+                future.cancel()
+            pool.shutdown(wait=True)
             for _number in range(self.workers):
                 self._put(jobs, _STOP)
             if connection is not None:
                 connection.close()
+
+    def _parse(self, item, jobs, inet_cache):
+        """Parse one fetched file and hand it to the workers; False when the run stops."""
+        log, previous, future = item
+        try:
+            data = future.result()
+        except Exception as exc:  # pylint: disable=broad-except
+            # recorded (the listing may not come back to it) and tried again on the next run
+            return self._put(jobs, _Job(log, self._stop, previous=previous, error="could not read: " + _first_line(exc)))
+        try:
+            found = ct_records.parse_log(data, self.max_file_size)
+        except ct_records.BadLogFile as exc:
+            del data
+            return self._put(jobs, _Job(log, self._stop, error=str(exc), previous=previous))
+        del data
+        job = _Job(log, self._stop, events=len(found), previous=previous)
+        if not self._put(jobs, job):
+            return False
+        try:
+            for chunk in ct_records.iter_chunks(found, inet_cache, rejected=job.rejected):
+                if not self._put(job.chunks, chunk if self.check_mode else (chunk[0], None)):
+                    return False
+        except Exception as exc:  # pylint: disable=broad-except
+            # not a record's fault (those are rejected one by one): this file fails
+            self._put(job.chunks, exc)
+            return True
+        finally:
+            del found
+        job.events -= len(job.rejected)
+        return self._put(job.chunks, None)
 
     def _session(self, has_store):
         connection = self.connect()
@@ -335,6 +409,23 @@ class Loader:
         connection.commit()
         return connection
 
+    def _partitions(self, months):
+        """Make sure the partitions of ``months`` exist: one session for all workers, in turn.
+
+        Called before the file's transaction writes to ``events`` (CREATE TABLE ... PARTITION OF
+        waits for the transactions that did), so it cannot wait on its own worker.
+        """
+        with self._ddl_lock:
+            missing = [month for month in months if month not in self._known_months]
+            if not missing:
+                return
+            if self._ddl is None:
+                self._ddl = self.connect()
+            created = ct_schema.ensure_partitions(self._ddl, self.schema, missing)
+            self._known_months.update(missing)
+        with self._lock:
+            self.result["partitions_created"].extend(created)
+
     def _work(self, jobs, has_store):
         connection = self._session(has_store)
         columns = self._sql.SQL(", ").join(self._sql.Identifier(name) for name in ct_records.COLUMNS)
@@ -346,8 +437,16 @@ class Loader:
                 "error = EXCLUDED.error RETURNING f.id"),
             "copy": self._sql.SQL("COPY cloudtrail_staging ({columns}) FROM STDIN").format(columns=columns),
             "insert": self._sql.SQL(
-                "INSERT INTO {schema}.events ({columns}, file_id) SELECT {columns}, %s FROM cloudtrail_staging "
-                "ON CONFLICT (event_id) DO NOTHING").format(schema=self._sql.Identifier(self.schema), columns=columns),
+                "INSERT INTO {schema}.events ({columns}, file_id) SELECT {values}, %s FROM cloudtrail_staging "
+                "WHERE event_time IS NULL OR event_time >= %s "
+                "ON CONFLICT (event_id, event_time) DO NOTHING").format(
+                    schema=self._sql.Identifier(self.schema), columns=columns, values=self._sql.SQL(", ").join(
+                        self._sql.SQL("coalesce(event_time, '-infinity')") if name == "event_time"
+                        else self._sql.Identifier(name) for name in ct_records.COLUMNS)),
+            # the months a file's rows go to, and how many rows are older than the retention
+            "months": self._sql.SQL(
+                "SELECT date_trunc('month', event_time AT TIME ZONE 'UTC')::date, count(*) FROM cloudtrail_staging "
+                "WHERE event_time IS NOT NULL GROUP BY 1"),
             "inserted": self._q("UPDATE {schema}.files SET inserted = %s, events = %s, rejected = %s WHERE id = %s"),
             "existing": self._q("SELECT count(DISTINCT event_id) FROM {schema}.events WHERE event_id = ANY(%s)"),
         }
@@ -427,7 +526,14 @@ class Loader:
                 cursor.execute(statements["ledger"], (log.key, log.etag, log.size, job.events, None))
                 file_id = cursor.fetchone()[0]
                 cursor.copy_expert(statements["copy"], job, size=1 << 20)
-                cursor.execute(statements["insert"], (file_id,))
+                cursor.execute(statements["months"])
+                months = cursor.fetchall()
+                expired = sum(rows for month, rows in months if self.cutoff is not None and month < self.cutoff)
+                # nothing written to events yet in this transaction: safe to wait for the DDL lock
+                self._partitions([month for month, _rows in months
+                                  if (self.cutoff is None or month >= self.cutoff) and 1970 <= month.year < 9999])
+                cursor.execute(statements["insert"], (file_id, "-infinity" if self.cutoff is None
+                                                      else self.cutoff.isoformat() + " 00:00:00+00"))
                 inserted = cursor.rowcount
                 # the reader has finished the file (COPY read its end): the rejected count is final
                 events = job.events
@@ -449,5 +555,6 @@ class Loader:
         with self._lock:
             self.result["files_loaded"] += 1
             self.result["events_loaded"] += inserted
-            self.result["duplicates"] += events - inserted
+            self.result["events_expired"] += expired
+            self.result["duplicates"] += events - inserted - expired
         self._file_done(events)
