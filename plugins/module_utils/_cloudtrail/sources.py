@@ -88,6 +88,7 @@ def _read_object(client, bucket, key, owner):
 
 # a prefix that names one account's trail in one region: where dated keys start
 REGION_PREFIX = re.compile(r"(?:^|/)AWSLogs/(?:o-[a-z0-9]{10,32}/)?\d{12}/CloudTrail/[a-z0-9-]+/")
+ACCOUNT_PREFIX = re.compile(r"(?:^|/)AWSLogs/(?:o-[a-z0-9]{10,32}/)?\d{12}/\Z")
 # what may come after AWSLogs/ on the way to a region prefix, one segment at a time
 _ON_THE_WAY = (re.compile(r"\Ao-[a-z0-9]{10,32}\Z|\A\d{12}\Z"), re.compile(r"\A\d{12}\Z|\ACloudTrail\Z"),
                re.compile(r"\ACloudTrail\Z|\A[a-z0-9-]+\Z"), re.compile(r"\A[a-z0-9-]+\Z"))
@@ -163,6 +164,9 @@ class S3Source:
                     here = REGION_PREFIX.search(name)
                     if here and here.end() == len(name):
                         found.append((name, name))
+                    elif ACCOUNT_PREFIX.search(name):
+                        # only CloudTrail/ matters below an account (not -Digest/, -Insight/): one request less
+                        todo.append(name + "CloudTrail/")
                     elif _leads_to_logs(name):
                         todo.append(name)
         return sorted(found)
