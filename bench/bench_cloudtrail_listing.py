@@ -10,7 +10,7 @@ log files: CT_BENCH_LIST_STREAMS (2) account/region streams, 250 files a day (on
 as CloudTrail delivers). The ledger of a fresh store in the lab's PostgreSQL (env LAB_PG_*) holds
 every one of them (key, etag, size): they are "already loaded". Then the module runs twice as
 Ansible runs it (a process):
-  first      full_listing: true, every key listed and looked up in the ledger (0.2's behaviour)
+  first      full_listing: true, every key listed and looked up in the ledger (0.1.0's behaviour)
   second     the default incremental listing (StartAfter per stream, relist_days 2)
 Goal: the second run costs < 5% of the first (wall clock; S3 requests and keys listed shown too).
 A run over an empty directory (process start, connection, migration check) is shown for scale.
@@ -111,8 +111,8 @@ def main():
         all_keys = list(keys())
         for key in all_keys:
             backend.put_object(bucket, key, body, disable_notification=True)
-        print("put %d objects (%d streams) into moto's backend in %.1f s" % (len(all_keys), STREAMS,
-                                                                            time.monotonic() - t0))
+        print("put %d objects (%d streams) into moto's backend in %.1f s"
+              % (len(all_keys), STREAMS, time.monotonic() - t0))
         with admin.cursor() as cursor:
             cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
         connection = psycopg2.connect(**pg_kwargs(db))

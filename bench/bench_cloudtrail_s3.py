@@ -117,8 +117,8 @@ def main():
         gets = proxy.count(action="get")
         lists = proxy.count(action="list")
         ratio = latency_s / base_s
-        print("baseline   moto directly        %6.1f s  %d files, %d events" % (base_s, base["files_loaded"],
-                                                                             base["events_loaded"]))
+        print("baseline   moto directly        %6.1f s  %d files, %d events"
+              % (base_s, base["files_loaded"], base["events_loaded"]))
         print("latency    +%d ms per request   %6.1f s  %d GETs, %d LISTs through the proxy, fetch_concurrency %d"
               % (DELAY * 1000, latency_s, gets, lists, CONCURRENCY))
         print("ratio      latency / baseline  %6.2fx  goal <= 1.30x  %s  (serial GETs would add >= %.0f s)"

@@ -43,7 +43,7 @@ description:
     COPY earlier files into per-session TEMP staging tables and insert from there; up to
     O(fetch_concurrency) S3 reads are in flight meanwhile.
   - Events are partitioned by month of C(event_time) (UTC); partitions are created when a file
-    needs them. Migration 5 turns the unpartitioned C(events) of 0.1.0 and 0.2 into the partitioned
+    needs them. Migration 5 turns the unpartitioned C(events) of 0.1.0 into the partitioned
     table in one transaction (all rows copied; the views are recreated). Events without a valid
     C(eventTime) are stored with C(-infinity) in the C(events_undated) partition.
 author:
@@ -92,6 +92,7 @@ options:
       - CloudTrail delivers files every few minutes; they are far smaller than the default.
     type: int
     default: 256
+    version_added: 0.2.0
   progress_path:
     description:
       - A file on the host running the module, rewritten (atomically, mode 0644) every
@@ -102,17 +103,20 @@ options:
         run fails, the last one also has C(failed=true) and C(error).
       - Written in check mode too (it reports the run, it is not managed state).
     type: path
+    version_added: 0.2.0
   progress_interval:
     description:
       - Seconds between two progress reports (system log line and O(progress_path)).
     type: float
     default: 10
+    version_added: 0.2.0
   fetch_concurrency:
     description:
       - Number of S3 C(GetObject) requests in flight at the same time. S3's latency, not CPU, bounds
         a load from a real bucket; one thread parses the files in the order they were listed.
-      - Memory grows with it: up to this many fetched (compressed) files wait to be parsed.
+      - Memory grows with it, since up to this many fetched (compressed) files wait to be parsed.
     type: int
+    version_added: 0.2.0
     default: 16
   expected_bucket_owner:
     description:
@@ -122,6 +126,7 @@ options:
       - Default is the account of the credentials (C(sts:GetCallerIdentity)). Set it to the log
         archive account when the trail's bucket lives there (organization trails).
     type: str
+    version_added: 0.2.0
   relist_days:
     description:
       - Incremental listing. Each account and region of a bucket is listed from this many days
@@ -131,12 +136,14 @@ options:
       - Files of older days recorded with an error are still retried on every run (read again
         from their key, without listing).
     type: int
+    version_added: 0.2.0
     default: 2
   full_listing:
     description:
       - List every key under O(prefix) instead of the incremental listing, for example after old
         files were copied into the bucket by hand. Files already loaded are still skipped.
     type: bool
+    version_added: 0.2.0
     default: false
   retention_months:
     description:
@@ -146,6 +153,7 @@ options:
         those files are not loaded again.
       - Default is to keep everything.
     type: int
+    version_added: 0.2.0
 extends_documentation_fragment:
   - cloudefigo.core.postgres
   - amazon.aws.common.modules
@@ -269,7 +277,7 @@ files_skipped:
   description:
     - Number of files not loaded by this run, per reason. C(already loaded) (same key, etag and
       size in the ledger), C(failed) (this run could not read or load them; see RV(files_failed)).
-    - Changed in 0.3.0, it was a list of every file with its reason.
+    - Changed in 0.2.0, it was a list of every file with its reason.
   returned: always
   type: dict
   sample: {"already loaded": 55, "failed": 1}
@@ -333,23 +341,27 @@ duplicates:
   sample: 0
 events_expired:
   description: Events of loaded files older than O(retention_months) allows, left out.
+  version_added: 0.2.0
   returned: always
   type: int
   sample: 0
 partitions_created:
   description: Monthly partitions of C(events) created by this run (not in check mode).
+  version_added: 0.2.0
   returned: always
   type: list
   elements: str
   sample: ["events_y2024m05"]
 partitions_dropped:
   description: Monthly partitions dropped for O(retention_months) (in check mode, that would be).
+  version_added: 0.2.0
   returned: always
   type: list
   elements: str
   sample: ["events_y2023m01"]
 s3_list_requests:
   description: C(ListObjectsV2) requests made (the cost of the listing; see O(relist_days)).
+  version_added: 0.2.0
   returned: always
   type: int
   sample: 4

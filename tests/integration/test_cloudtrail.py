@@ -489,7 +489,7 @@ def test_s3_source_accounts_regions_org_trail_read_only(lab, aws, db, tmp_path):
         "AWSLogs/123837392027/CloudTrail/us-east-1/2023/07/10/" + os.path.basename(SAMPLE_FILES[0])][0].strip('"')
 
     again = run_module(lab, db, tmp_path, bucket=bucket, prefix="AWSLogs/")
-    assert again["changed"] is False and again["events_loaded"] == 0 
+    assert again["changed"] is False and again["events_loaded"] == 0
     assert again["files_skipped"] == {"already loaded": 55, "failed": 1}
     # read-only: same keys, same etags, same sizes, not rewritten
     assert _listing(s3, bucket) == before

@@ -101,9 +101,9 @@ def day_key(day, name):
 
 def put_day(s3, bucket, day, name, body=None):
     key = day_key(day, name)
-    s3.put_object(Bucket=bucket, Key=key,
-                  Body=body if body is not None else log_body(event("%s-%s" % (day.isoformat(), name),
-                                                                     day.strftime("%Y-%m-%dT12:00:00Z"))))
+    if body is None:
+        body = log_body(event("%s-%s" % (day.isoformat(), name), day.strftime("%Y-%m-%dT12:00:00Z")))
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
     return key
 
 
@@ -294,7 +294,7 @@ def test_retention_drops_exactly_the_old_partitions(lab, db, tmp_path):
 def test_migration_5_converts_an_unpartitioned_table_keeping_every_row(lab, db, tmp_path):
     connection = psycopg2.connect(**db)
     with connection.cursor() as cursor:
-        # the store as 0.1.0 / 0.2 left it: migrations 1 to 4
+        # the store as 0.1.0 (plus migrations 3 and 4) left it: migrations 1 to 4
         cursor.execute("CREATE SCHEMA cloudtrail")
         cursor.execute("CREATE TABLE cloudtrail.schema_version (version integer PRIMARY KEY, description text "
                        "NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")

@@ -30,7 +30,6 @@ the end, with files done / seen so far (the listing is paged, so the total grows
 from __future__ import annotations
 
 import collections
-import datetime
 import queue
 import threading
 import time

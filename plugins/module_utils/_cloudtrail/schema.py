@@ -16,6 +16,56 @@ from __future__ import annotations
 import datetime
 import re
 
+
+def _sql(template, schema):
+    from psycopg2 import sql
+    return sql.SQL(template).format(schema=sql.Identifier(schema))
+
+
+def _view_statements():
+    return [statement for _number, _text, statements in MIGRATIONS for statement in statements
+            if isinstance(statement, str) and statement.lstrip().startswith("CREATE VIEW")]
+
+
+def _drop_views(cursor, schema):
+    for name in VIEWS:
+        cursor.execute(_sql("DROP VIEW IF EXISTS {schema}.%s" % name, schema))
+
+
+def _create_views(cursor, schema):
+    for statement in _view_statements():
+        cursor.execute(_sql(statement, schema))
+
+
+PARTITION_NAME = re.compile(r"\Aevents_y(\d{4})m(\d\d)\Z")
+
+
+def partition_name(month):
+    """events_yYYYYmMM for a datetime.date (or datetime) in the month."""
+    return "events_y%04dm%02d" % (month.year, month.month)
+
+
+def next_month(month):
+    return datetime.date(month.year + (month.month == 12), month.month % 12 + 1, 1)
+
+
+def _create_partition(cursor, schema, month):
+    from psycopg2 import sql
+    month = datetime.date(month.year, month.month, 1)
+    cursor.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {schema}.{name} PARTITION OF {schema}.events "
+                           "FOR VALUES FROM (%s) TO (%s)").format(
+        schema=sql.Identifier(schema), name=sql.Identifier(partition_name(month))),
+        (month.isoformat() + " 00:00:00+00", next_month(month).isoformat() + " 00:00:00+00"))
+
+
+def _partitions_for_old_rows(cursor, schema):
+    cursor.execute(_sql("SELECT DISTINCT date_trunc('month', event_time AT TIME ZONE 'UTC')::date "
+                        "FROM {schema}.events_unpartitioned WHERE event_time >= '1970-01-01 00:00:00+00' "
+                        "AND event_time < '9999-12-01 00:00:00+00'", schema))
+    for (month,) in cursor.fetchall():
+        _create_partition(cursor, schema, month)
+
+
 MIGRATIONS = (
     (1, "tables, ledger and indexes", (
         """CREATE TABLE {schema}.files (
@@ -122,7 +172,7 @@ MIGRATIONS = (
         "DROP INDEX {schema}.events_event_time, {schema}.events_event_name_time, {schema}.events_user_arn, "
         "{schema}.events_source_ip, {schema}.events_access_key_id, {schema}.events_errors",
         # views follow the renamed table (they bind to its OID): dropped here, created again below
-        lambda cursor, schema: _drop_views(cursor, schema),
+        _drop_views,
         """CREATE TABLE {schema}.events (
             event_id text NOT NULL,
             event_time timestamptz NOT NULL,
@@ -158,14 +208,14 @@ MIGRATIONS = (
         # records without a valid eventTime: stored with -infinity (was NULL), kept apart
         "CREATE TABLE {schema}.events_undated PARTITION OF {schema}.events "
         "FOR VALUES FROM (MINVALUE) TO ('1970-01-01 00:00:00+00')",
-        lambda cursor, schema: _partitions_for_old_rows(cursor, schema),
+        _partitions_for_old_rows,
         "INSERT INTO {schema}.events SELECT event_id, coalesce(event_time, '-infinity'), event_version, "
         "event_source, event_name, aws_region, source_ip, source_inet, user_agent, user_type, principal_id, "
         "user_arn, user_name, access_key_id, account_id, recipient_account_id, invoked_by, error_code, "
         "error_message, read_only, event_type, event_category, request_id, resources, record, file_id "
         "FROM {schema}.events_unpartitioned",
         "DROP TABLE {schema}.events_unpartitioned",
-        lambda cursor, schema: _create_views(cursor, schema),
+        _create_views,
         # incremental listing: the newest key under a prefix, and the failed files under it
         'CREATE INDEX files_key_c ON {schema}.files (key COLLATE "C")',
         'CREATE INDEX files_failed_key_c ON {schema}.files (key COLLATE "C") WHERE error IS NOT NULL',
@@ -177,60 +227,9 @@ VIEWS = ("failed_console_logins", "root_activity", "iam_changes", "access_key_ac
          "access_denied")
 
 
-def _sql(template, schema):
-    from psycopg2 import sql
-    return sql.SQL(template).format(schema=sql.Identifier(schema))
-
-
-def _view_statements():
-    return [statement for _number, _text, statements in MIGRATIONS for statement in statements
-            if isinstance(statement, str) and statement.lstrip().startswith("CREATE VIEW")]
-
-
-def _drop_views(cursor, schema):
-    for name in VIEWS:
-        cursor.execute(_sql("DROP VIEW IF EXISTS {schema}.%s" % name, schema))
-
-
-def _create_views(cursor, schema):
-    for statement in _view_statements():
-        cursor.execute(_sql(statement, schema))
-
-
 def lock_key(schema):
     """The advisory lock serialising migrations and partition changes of one store."""
     return "cloudefigo.cloudtrail:" + schema
-
-
-# --- monthly partitions -----------------------------------------------------------------------
-
-PARTITION_NAME = re.compile(r"\Aevents_y(\d{4})m(\d\d)\Z")
-
-
-def partition_name(month):
-    """events_yYYYYmMM for a datetime.date (or datetime) in the month."""
-    return "events_y%04dm%02d" % (month.year, month.month)
-
-
-def next_month(month):
-    return datetime.date(month.year + (month.month == 12), month.month % 12 + 1, 1)
-
-
-def _create_partition(cursor, schema, month):
-    from psycopg2 import sql
-    month = datetime.date(month.year, month.month, 1)
-    cursor.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {schema}.{name} PARTITION OF {schema}.events "
-                           "FOR VALUES FROM (%s) TO (%s)").format(
-        schema=sql.Identifier(schema), name=sql.Identifier(partition_name(month))),
-        (month.isoformat() + " 00:00:00+00", next_month(month).isoformat() + " 00:00:00+00"))
-
-
-def _partitions_for_old_rows(cursor, schema):
-    cursor.execute(_sql("SELECT DISTINCT date_trunc('month', event_time AT TIME ZONE 'UTC')::date "
-                        "FROM {schema}.events_unpartitioned WHERE event_time >= '1970-01-01 00:00:00+00' "
-                        "AND event_time < '9999-12-01 00:00:00+00'", schema))
-    for (month,) in cursor.fetchall():
-        _create_partition(cursor, schema, month)
 
 
 def month_partitions(cursor, schema):
