@@ -19,7 +19,7 @@ description:
     so CloudTrail log-file validation keeps working.
   - Creates and migrates its own versioned schema in O(schema) (tables C(events), C(files),
     C(schema_version), views C(failed_console_logins), C(root_activity), C(iam_changes),
-    C(access_key_activity)); see C(docs/cloudtrail.md) for columns and example queries.
+    C(access_key_activity), C(console_logins), C(access_denied)); see C(docs/cloudtrail.md) for columns and example queries.
   - Idempotent and incremental. A ledger (C(files)) holds each file's key, etag, size, event
     count, load time and error, and a re-run skips files already there with the same etag and
     size. Events are unique by C(event_id) (a record without C(eventID) gets C(sha256:) and a

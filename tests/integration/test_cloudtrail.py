@@ -22,7 +22,7 @@ from psycopg2 import sql
 
 from _lab import ROOT, fresh_database
 
-SAMPLES = os.environ.get("LAB_CLOUDTRAIL_SAMPLES") or os.path.join(os.path.dirname(ROOT), "shared", "samples", "cloudtrail", "invictus-ir")
+SAMPLES = os.path.join(ROOT, "tests", "data", "cloudtrail", "invictus-ir")
 MODULE = os.path.join(ROOT, "plugins", "modules", "cloudtrail_ingest.py")
 SAMPLE_FILES = sorted(glob.glob(os.path.join(SAMPLES, "*.json.gz")))
 
@@ -99,7 +99,7 @@ def test_samples_load_exactly_then_rerun_skips_everything(lab, db, tmp_path):
     assert len(expected) == 2900
     first = run_module(lab, db, tmp_path, path=SAMPLES)
     assert first["changed"] is True
-    assert first["migrations_applied"] == [1, 2, 3]
+    assert first["migrations_applied"] == [1, 2, 3, 4]
     assert first["files_seen"] == 55 and first["files_loaded"] == 55
     assert first["events_loaded"] == 2900 and first["duplicates"] == 0
     assert first["files_skipped"] == [] and first["files_failed"] == []
@@ -433,7 +433,7 @@ def test_check_mode_writes_nothing(lab, db, tmp_path):
     check = run_module(lab, db, tmp_path, check=True, path=SAMPLES)
     assert check["changed"] is True
     assert check["files_loaded"] == 55 and check["events_loaded"] == 2900
-    assert check["migrations_applied"] == [1, 2, 3]
+    assert check["migrations_applied"] == [1, 2, 3, 4]
     assert query(db, "SELECT to_regclass('cloudtrail.events'), "
                      "(SELECT count(*) FROM pg_namespace WHERE nspname = 'cloudtrail')")[0] == (None, 0)
 
