@@ -87,6 +87,7 @@ options:
       - CloudTrail delivers files every few minutes; they are far smaller than the default.
     type: int
     default: 256
+    version_added: 0.2.0
   progress_path:
     description:
       - A file on the host running the module, rewritten (atomically, mode 0644) every
@@ -97,11 +98,13 @@ options:
         run fails, the last one also has C(failed=true) and C(error).
       - Written in check mode too (it reports the run, it is not managed state).
     type: path
+    version_added: 0.2.0
   progress_interval:
     description:
       - Seconds between two progress reports (system log line and O(progress_path)).
     type: float
     default: 10
+    version_added: 0.2.0
 extends_documentation_fragment:
   - cloudefigo.core.postgres
   - amazon.aws.common.modules
