@@ -166,7 +166,7 @@ MIGRATIONS = (
         "ALTER TABLE {schema}.files ADD COLUMN rejected integer NOT NULL DEFAULT 0",
     )),
     (5, "events partitioned by month, BRIN on event time, ledger keys indexed for prefix scans", (
-        # the unpartitioned table of 0.1.0/0.2 is renamed, its rows copied into the partitions
+        # the unpartitioned table of 0.1.0 is renamed, its rows copied into the partitions
         "ALTER TABLE {schema}.events RENAME TO events_unpartitioned",
         "ALTER INDEX {schema}.events_pkey RENAME TO events_unpartitioned_pkey",
         "DROP INDEX {schema}.events_event_time, {schema}.events_event_name_time, {schema}.events_user_arn, "
