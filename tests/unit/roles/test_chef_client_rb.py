@@ -102,7 +102,9 @@ def test_interpolation_does_not_run(tmp_path, option, key):
     """One value at a time, written so that it would be valid Ruby either way: only escaping stops it."""
     witness = tmp_path / "pwned"
     value = "x#{File.write(%%q{%s}, %%q{%s})}" % (witness, option)
-    variables = {option: value, "chef_client_validator_key_object": "v.pem", "chef_client_validator_key_bucket": "b"}
+    # chef_client_server_url is required (no default): a plain one unless it is the value under test
+    variables = {"chef_client_server_url": "https://chef.example/organizations/acme",
+                 option: value, "chef_client_validator_key_object": "v.pem", "chef_client_validator_key_bucket": "b"}
     values = load_with_ruby(render(tmp_path, variables))
     assert not witness.exists(), "client.rb ran code from %s as root" % option
     assert values[key] == value
