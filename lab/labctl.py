@@ -22,7 +22,7 @@ sys.path.insert(0, HERE)
 
 from services._util import stop_pid  # noqa: E402
 
-DEFAULT_SERVICES = ("moto", "chef", "postgres", "nessus")
+DEFAULT_SERVICES = ("moto", "aws_proxy", "chef", "postgres", "nessus")
 OPTIONAL_SERVICES = ("vm",)
 
 
