@@ -17,7 +17,7 @@ description:
     overwritten, because that would destroy the data it protects; the upload is conditional
     (C(If-None-Match) C(*)), so two concurrent runs cannot both write.
   - The key is generated on the managed node from the operating system's CSPRNG and sent straight
-    to S3. The module never reads the key back (it never even reads the object's metadata: the
+    to S3. The module never reads the key back (it never even reads the object's metadata; the
     bucket policy forbids that to everyone but the instance) and never returns it.
   - B(Ownership.) The key object carries the marks C(cloudefigo:instance-id), C(cloudefigo:launch-id)
     and C(cloudefigo:instance-arn) from its creation. A key whose marks name another instance or
@@ -32,14 +32,14 @@ description:
     tag (C(${ec2:SourceInstanceARN})), or comes without any instance, or with IMDSv1-delivered
     credentials; deny everything else (write, delete, tag, list, administer) to all but
     O(controller_principals); and deny requests without TLS. The policy is written before any key.
-  - A bucket with replication or S3 Object Lock is refused: a replica or a retained version is a
+  - A bucket with replication or S3 Object Lock is refused; a replica or a retained version is a
     copy of the key that O(state=absent) cannot shred (see C(docs/key-custody.md)).
   - Every S3 request carries C(ExpectedBucketOwner) (O(expected_bucket_owner)), except CreateBucket,
     which has no such parameter (a bucket it creates is the caller's).
   - With O(state=absent), deletes every version and every delete marker of exactly O(object)
     (crypto-shred), after checking that every version is marked for O(instance_id) (and
     O(launch_id) when given); objects whose keys merely start with O(object) are not touched. Any
-    error while looking the key up stops the module: it is never taken for "no key". The bucket,
+    error while looking the key up stops the module; it is never taken for "no key". The bucket,
     its settings and the KMS key are left alone.
 author:
   - Cloudefigo contributors (@cloudefigo)
@@ -78,7 +78,7 @@ options:
       - Explicit adoption of a key made by 0.1.0 (or by hand) that carries no ownership marks, or
         carries the instance mark without a launch id. Must equal O(instance_id). The module then
         writes the marks. Without it such a key is refused.
-      - Until a 0.1.0 key is adopted its instance cannot read it any more: the bucket policy lets an
+      - Until a 0.1.0 key is adopted its instance cannot read it any more; the bucket policy lets an
         instance read only objects tagged with its ARN.
     type: str
   key_bytes:
@@ -92,10 +92,10 @@ options:
   kms_key_id:
     description:
       - KMS key (ID, ARN or alias) for SSE-KMS of the key objects and the bucket's default
-        encryption. Its key policy is not managed: it must let the instance roles decrypt through S3.
+        encryption. Its key policy is not managed; it must let the instance roles decrypt through S3.
       - When omitted, a dedicated KMS key is created for the bucket (once; found again by its alias
         C(alias/cloudefigo/volume-keys/<bucket>), dots in the bucket name become C(_)) and its key
-        policy is kept: O(controller_principals) administer it and encrypt through S3, and the account
+        policy is kept; O(controller_principals) administer it and encrypt through S3, and the account
         may grant C(kms:Decrypt) through S3 for objects of this bucket only. An alias that names a key
         not tagged C(cloudefigo:key-bucket=<bucket>) is refused.
     type: str
@@ -105,7 +105,7 @@ options:
         key bucket and administer its KMS key. Everyone else is denied all of it by the bucket policy.
       - Defaults to the caller (for an assumed role, the role's ARN, read with C(iam:GetRole)). Must
         include the caller, or the run would lock itself out.
-      - Name a break-glass role too: only these principals (and the account's root user) can change
+      - Name a break-glass role too; only these principals (and the account's root user) can change
         the bucket policy, and only these can administer the dedicated KMS key.
     type: list
     elements: str
@@ -132,7 +132,7 @@ options:
       - B(Lab switch.) Leaves every conditioned C(Deny) statement out of the bucket policy (and
         removes the module's own from it). moto applies a bucket policy's Deny statements without
         evaluating their conditions, so they would refuse every object request in the lab.
-      - Accepted only together with a custom C(endpoint_url). Never use it on AWS: those statements
+      - Accepted only together with a custom C(endpoint_url). Never use it on AWS; those statements
         are what keep the keys to their instances.
     type: bool
     default: false
