@@ -21,7 +21,7 @@ from psycopg2 import sql
 
 from _lab import ROOT, fresh_database
 
-SAMPLES = os.path.join(os.path.dirname(ROOT), "shared", "samples", "cloudtrail", "invictus-ir")
+SAMPLES = os.path.join(ROOT, "tests", "data", "cloudtrail", "invictus-ir")
 MODULE = os.path.join(ROOT, "plugins", "modules", "cloudtrail_ingest.py")
 SAMPLE_FILES = sorted(glob.glob(os.path.join(SAMPLES, "*.json.gz")))
 
