@@ -255,7 +255,7 @@ def start(ctx):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--upstream", required=True, help="moto's URL")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log", default="", help="JSON-lines file of the recorded requests")

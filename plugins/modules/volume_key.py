@@ -721,7 +721,8 @@ class VolumeKey:
                                  % (self.key, current.get("Size"), self.params["key_bytes"]))
             if result_tags != tags:
                 if decision == "adopt":
-                    self.module.warn("adopting %s for instance %s, launch %s (adopt_instance_id)" % (self.where, self.params["instance_id"], self.params["launch_id"]))
+                    self.module.warn("adopting %s for instance %s, launch %s (adopt_instance_id)"
+                                     % (self.where, self.params["instance_id"], self.params["launch_id"]))
                 self.write("tag the key object", "put_object_tagging", Bucket=self.bucket, Key=self.key,
                            VersionId=current["VersionId"], Tagging={"TagSet": boto3_tags(result_tags)})
         after = {"bucket": bucket_after, "key": _key_view(current, result_tags) if current else {"exists": True, "version_id": None, "tags": result_tags}}

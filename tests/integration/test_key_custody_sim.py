@@ -276,8 +276,8 @@ def test_s3_call_to_kms_matrix(written):
     admin = "arn:aws:iam::%s:user/admin" % acct
 
     def via_s3(role, **extra):
-        out = _changed(_instance_context(w, role), **{"aws:SourceVpc": None, "aws:VpcSourceIp": None,
-                                                       "s3:ExistingObjectTag/cloudefigo:instance-arn": None})
+        gone = {"aws:SourceVpc": None, "aws:VpcSourceIp": None, "s3:ExistingObjectTag/cloudefigo:instance-arn": None}
+        out = _changed(_instance_context(w, role), **gone)
         out.update({"aws:ViaAWSService": "true", "aws:CalledVia": ["s3.amazonaws.com"], "kms:ViaService": "s3.%s.amazonaws.com" % REGION,
                     "kms:CallerAccount": acct})
         out.update(extra)

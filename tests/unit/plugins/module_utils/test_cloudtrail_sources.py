@@ -35,11 +35,11 @@ def read_all(source):
 def test_every_request_names_the_expected_owner():
     s3 = StubS3()
     assert read_all(S3Source(s3, "trail-bucket", "AWSLogs/", expected_bucket_owner="210987654321")) == [b"log"]
-    assert [name for name, _ in s3.calls] == ["list_objects_v2", "get_object"]
-    assert all(kwargs["ExpectedBucketOwner"] == "210987654321" for _, kwargs in s3.calls)
+    assert [name for name, _kwargs in s3.calls] == ["list_objects_v2", "get_object"]
+    assert all(kwargs["ExpectedBucketOwner"] == "210987654321" for _name, kwargs in s3.calls)
 
 
 def test_without_an_owner_nothing_is_added():
     s3 = StubS3()
     assert read_all(S3Source(s3, "trail-bucket")) == [b"log"]
-    assert all("ExpectedBucketOwner" not in kwargs for _, kwargs in s3.calls)
+    assert all("ExpectedBucketOwner" not in kwargs for _name, kwargs in s3.calls)
