@@ -669,9 +669,6 @@ class VolumeKey:
         self.identify()
         controllers = self.controllers()
         bucket_before = self.bucket_state(self.bucket_exists())
-        kms = self.ensure_kms_key(controllers)
-        bucket_after, bucket_changes = self.ensure_bucket(bucket_before, kms)
-        bucket_changes = kms["changes"] + bucket_changes
 
         arn = custody.instance_arn(self.partition, self.module.region, self.account, self.params["instance_id"])
         marks = custody.marks(self.params["instance_id"], self.params["launch_id"], arn)
@@ -679,8 +676,8 @@ class VolumeKey:
         if problem:
             self.module.fail_json(msg=problem)
 
-        # Ownership first (reads), then the bucket policy, then the key: a key never sits in the
-        # bucket before the policy that guards it.
+        # Whose name is this? Decided (reads only) before anything is written, so a refusal leaves
+        # the bucket, the KMS key and the key as they were.
         versions, markers = self.versions(missing_bucket_ok=True) if bucket_before["exists"] else ([], [])
         current = next((v for v in versions if v["IsLatest"]), None)
         tags = {}
@@ -695,6 +692,10 @@ class VolumeKey:
                                    "the older versions of %s (no current version)" % self.where)
         before = {"bucket": bucket_before, "key": _key_view(current, tags)}
 
+        kms = self.ensure_kms_key(controllers)
+        bucket_after, bucket_changes = self.ensure_bucket(bucket_before, kms)
+        bucket_changes = kms["changes"] + bucket_changes
+        # then the bucket policy, then the key: a key never sits in the bucket before the policy that guards it
         self.ensure_policy(bucket_before, bucket_after, bucket_changes, controllers)
 
         created = False
