@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: Contributors to cloudefigo.core
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -78,7 +77,7 @@ def render(lines):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--data", help="the iam-data package's data/ directory (default: npm install into a temp dir)")
     parser.add_argument("--dump", action="store_true", help="print the committed table as text and exit")
     args = parser.parse_args()

@@ -13,8 +13,8 @@ short_description: A per-instance IAM role and instance profile with least-privi
 version_added: 0.1.0
 description:
   - Manages one IAM role and one instance profile of the same O(name) for one EC2 instance.
-  - The role is bound to its instance from creation on (O(instance_id) is required at every
-    stage): launch the instance without a profile, run O(stage=launch) with its id, then associate
+  - The role is bound to its instance from creation on, so O(instance_id) is required at every
+    stage. Launch the instance without a profile, run O(stage=launch) with its id, then associate
     the profile. There is no window in which the instance holds credentials whose key access is
     not bound to it.
   - The role's permissions follow the instance's life. At O(stage=launch) it may read its own
@@ -66,7 +66,7 @@ options:
       - V(absent) removes inline policies, detaches managed policies, removes the role from its
         instance profiles, deletes the instance profile and the role, if they belong to
         O(instance_id) (and O(launch_id) when given). Already absent is not an error. A role that
-        carries the quarantine policy is refused: release the quarantine first.
+        carries the quarantine policy is refused (release the quarantine first).
     type: str
     choices: [launch, production, absent]
     default: launch
@@ -89,7 +89,7 @@ options:
     description:
       - Adopt a role and profile made by cloudefigo.core 0.1.0 (path C(/), no owner marks) for the
         instance named here, which must equal O(instance_id). The module then writes the owner
-        marks (the path stays C(/): IAM cannot move a role).
+        marks (the path stays C(/), because IAM cannot move a role).
       - Without it a role or profile without marks is refused. It never adopts one that carries
         another instance's marks.
     type: str
@@ -137,7 +137,8 @@ options:
         C(ssm:GetParameter*), C(kms:Decrypt), C(sts:GetSessionToken), ...) on broad resources;
         controls other compute (run command, sessions, SSH keys, function code, instance or
         security-group changes, termination, volumes) on anything but this instance's ARN;
-        writes or tags on every resource; lists, administers, writes or deletes in O(key_bucket), or
+        writes or tags on every resource; tags EC2 instances or volumes, its own included (owner
+        marks and stage tags live there); lists, administers, writes or deletes in O(key_bucket), or
         reads its objects other than O(key_object); or names a policy variable or an S3 access
         point where it could cover O(key_bucket).
       - The message names the statement's index and every reason.
@@ -157,7 +158,7 @@ options:
   omit_conditioned_denies:
     description:
       - Leave the conditioned Deny statements (network, IMDSv1, no VPC endpoint) out of the policy.
-      - A switch for the lab only: moto treats every condition operator but C(StringEquals) as met,
+      - A switch for the lab only. moto treats every condition operator but C(StringEquals) as met,
         so those Deny statements would block everything there. Accepted only together with a
         custom O(endpoint_url); never against AWS.
     type: bool

@@ -18,7 +18,8 @@ refused (unless allow_privileged_statements) when it
 - reveals credentials or secrets on broad resources;
 - controls other compute (run command, sessions, SSH keys, function code, instance or security
   group changes, termination, volumes) on anything but the instance itself;
-- writes, tags or manages on every resource;
+- writes, tags or manages on every resource, or tags instances or volumes (its own included: owner
+  marks and stage tags live there);
 - lists, administers, writes or deletes in key_bucket, or reads objects of it other than the
   instance's own key;
 - names a policy variable or an S3 access point where it could cover key_bucket.
@@ -227,6 +228,10 @@ def statement_problems(statement, partition, key_bucket=None, key_object=None, i
     if found and not own_instance_only:
         problems.append("controls other compute (%s): run commands, sessions, SSH keys, function code, instance "
                         "or security-group changes, termination or volumes beyond the instance itself" % _names(found))
+    found = having(levels={TAGGING}, service="ec2")
+    if found and any(":instance/" in r or ":volume/" in r for r in resources):
+        problems.append("tags instances or volumes (%s): cloudefigo's owner marks and stage tags live there, and "
+                        "an instance must not re-label itself" % _names(found))
     found = having(levels={WRITE, TAGGING})
     if found and broad and "*" in resources:
         problems.append("writes or tags on every resource (%s on *)" % _names(found))

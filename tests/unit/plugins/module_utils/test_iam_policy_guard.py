@@ -74,6 +74,8 @@ class TestRefused:
         ({"Effect": "Allow", "Action": "ec2:CreateTags", "Resource": "*"}, "writes or tags on every resource"),
         ({"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}, "writes or tags on every resource"),
         ({"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::*/*"}, "writes or tags on every resource"),
+        ({"Effect": "Allow", "Action": "ec2:CreateTags", "Resource": OWN}, "tags instances or volumes"),
+        ({"Effect": "Allow", "Action": "ec2:DeleteTags", "Resource": "arn:aws:ec2:us-east-1:1:volume/vol-1"}, "tags instances or volumes"),
         # key bucket
         ({"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::keys"}, "lists, administers, writes or deletes in key_bucket"),
         ({"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::keys/*"}, "lists, administers, writes or deletes in key_bucket"),
@@ -117,7 +119,6 @@ class TestAccepted:
         {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "arn:aws:s3:::app-bucket/web-01/*"},
         {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::app-bucket"},
         {"Effect": "Allow", "Action": "s3:GetObjectVersion", "Resource": "arn:aws:s3:::keys/volumes/web-01.key"},
-        {"Effect": "Allow", "Action": "ec2:CreateTags", "Resource": OWN},
         {"Effect": "Allow", "Action": "ec2:StopInstances", "Resource": OWN},
         {"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"},
         {"Effect": "Deny", "Action": "*", "Resource": "*"},
