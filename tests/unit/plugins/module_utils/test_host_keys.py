@@ -21,7 +21,8 @@ def fixture(name):
         return handle.read()
 
 
-CONSOLE = fixture("console_cloud_init.txt")
+# the serial console ends its lines with CR LF (the fixture is stored with LF)
+CONSOLE = fixture("console_cloud_init.txt").replace("\n", "\r\n")
 CONSOLE_OLD = fixture("console_cloud_init_old.txt")
 OTHER = fixture("other_host_key.pub").split()[1]
 
