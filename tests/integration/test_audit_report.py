@@ -534,6 +534,9 @@ def _seed_events(db, now, count=900):
         rows.append(record)
     connection = psycopg2.connect(**db)
     schema.migrate(connection, "cloudtrail")
+    # events is partitioned by month: the seeded months need their partitions, as the loader makes them
+    schema.ensure_partitions(connection, "cloudtrail", [
+        datetime.datetime.strptime(record["eventTime"], "%Y-%m-%dT%H:%M:%SZ").date() for record in rows])
     with connection.cursor() as cursor:
         for record in rows:
             identity = record["userIdentity"]

@@ -217,7 +217,9 @@ def _host_vars():
 
 def _aws_location(lab):
     # what an AWX admin sets on the controller inventory: where AWS is (moto here), which region
-    return {"cloudefigo_aws_endpoint_url": lab["LAB_AWS_ENDPOINT"], "cloudefigo_aws_region": "us-east-1"}
+    # and, the lab's goiardi being plain http, the explicit allowance for it
+    return {"cloudefigo_aws_endpoint_url": lab["LAB_AWS_ENDPOINT"], "cloudefigo_aws_region": "us-east-1",
+            "cloudefigo_chef_allow_insecure_http": True}
 
 
 def _aws_credential(job):
@@ -349,7 +351,8 @@ def test_audit_job_reports_and_loads_the_siem(lab, aws, ee_collections, tmp_path
         job = AwxJob(tmp_path / "job", "Cloudefigo audit", ee_collections)
         # the endpoint as an inventory variable, the region as a variable of localhost's group
         location = _aws_location(lab)
-        job.inventory({"cloudefigo_aws_endpoint_url": location["cloudefigo_aws_endpoint_url"]},
+        job.inventory({"cloudefigo_aws_endpoint_url": location["cloudefigo_aws_endpoint_url"],
+                       "cloudefigo_chef_allow_insecure_http": True},
                       {"cloudefigo_aws_region": location["cloudefigo_aws_region"]}, _host_vars())
         _aws_credential(job)
         _chef_credential(job, lab)
