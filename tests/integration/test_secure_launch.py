@@ -22,7 +22,7 @@ import uuid
 import psycopg2
 import pytest
 
-from _lab import AWS, ROOT, fresh_database, moto_reset, run_playbook, secure_launch_lab_vars
+from _lab import AWS, ROOT, fresh_database, moto_post, moto_reset, run_playbook, secure_launch_lab_vars
 
 SECURE_LAUNCH = os.path.join(ROOT, "playbooks", "secure_launch.yml")
 TERMINATE = os.path.join(ROOT, "playbooks", "terminate.yml")
@@ -633,3 +633,71 @@ def test_quarantine_refuses_to_empty_an_isolation_group_it_did_not_create(lab, a
     instance = _instances(ec2, **{"instance-id": [unmanaged]})[0]
     assert instance["SecurityGroups"] == groups_before
     assert "SecurityStatus" not in _tags(instance)
+
+
+# --- one launch owns its role, profile, key and Chef node (issue 10 §1) -----------------------------
+
+def _owned_state(aws, lab, name):
+    """Everything of `name` a second launch must not touch: key (versions, bytes, tags), role, profile, node."""
+    iam, s3 = aws.client("iam"), aws.client("s3")
+    role = "cloudefigo-" + name
+    key = "volumes/%s.key" % name
+    head = s3.head_object(Bucket=KEY_BUCKET, Key=key)
+    return {
+        "key_versions": _key_versions(s3, key),
+        "key_version": head["VersionId"],
+        "key_bytes": s3.get_object(Bucket=KEY_BUCKET, Key=key)["Body"].read(),
+        "key_tags": s3.get_object_tagging(Bucket=KEY_BUCKET, Key=key)["TagSet"],
+        "role": iam.get_role(RoleName=role)["Role"],
+        "role_policies": {p: iam.get_role_policy(RoleName=role, PolicyName=p)["PolicyDocument"]
+                          for p in iam.list_role_policies(RoleName=role)["PolicyNames"]},
+        "role_attached": iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"],
+        "profile": iam.get_instance_profile(InstanceProfileName=role)["InstanceProfile"],
+        "node": _chef_get(lab, "/nodes/%s" % name),
+        "client": _chef_get(lab, "/clients/%s" % name),
+    }
+
+
+def test_second_launch_of_a_name_fails_closed(lab, aws, tmp_path, chef_cleanup):
+    if "LAB_NESSUS_URL" not in lab:
+        pytest.skip("needs the Nessus simulator")
+    name = "owned-%s" % uuid.uuid4().hex[:6]
+    chef_cleanup.append(name)
+    first_id, second_id = "first-%s" % uuid.uuid4().hex[:6], "second-%s" % uuid.uuid4().hex[:6]
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first = _launch_one(lab, tmp_path / "first", name, launch_id=first_id)
+    assert first.rc == 0, _output(first)
+    ec2 = aws.client("ec2")
+    owner = _instances(ec2, **{"tag:Name": [name]})
+    assert len(owner) == 1
+    owner_id = owner[0]["InstanceId"]
+    before = _owned_state(aws, lab, name)
+
+    second = _launch_one(lab, tmp_path / "second", name, launch_id=second_id)
+    assert second.rc != 0, _output(second)
+    assert "stopped before creating anything" in second.stdout, _output(second)
+    assert "belongs to launch %s, instance %s (running: still exists)" % (first_id, owner_id) in second.stdout, \
+        _output(second)
+
+    # nothing of the first launch changed, and nothing of the second was made
+    assert _owned_state(aws, lab, name) == before
+    assert [i["InstanceId"] for i in _instances(ec2, **{"tag:Name": [name]})] == [owner_id]
+    assert _instances(ec2, **{"tag:cloudefigo:launch-id": [second_id]}) == []
+
+    # the first instance's role still reads its key, with moto's IAM enforcement on
+    iam = aws.client("iam")
+    iam.create_user(UserName="lab-admin")
+    iam.put_user_policy(UserName="lab-admin", PolicyName="admin", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    admin = iam.create_access_key(UserName="lab-admin")["AccessKey"]
+    sts = aws.client("sts", aws_access_key_id=admin["AccessKeyId"], aws_secret_access_key=admin["SecretAccessKey"])
+    creds = sts.assume_role(RoleArn=before["role"]["Arn"], RoleSessionName=owner_id)["Credentials"]
+    instance_s3 = aws.client("s3", aws_access_key_id=creds["AccessKeyId"],
+                             aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
+    moto_post(lab, "/moto-api/reset-auth", b"0")
+    try:
+        body = instance_s3.get_object(Bucket=KEY_BUCKET, Key="volumes/%s.key" % name)["Body"].read()
+    finally:
+        moto_post(lab, "/moto-api/reset-auth", b"inf")
+    assert body == before["key_bytes"]
