@@ -12,6 +12,10 @@ need=()
 for pkg in goiardi postgresql libpq-dev qemu-system-x86 debootstrap cryptsetup-bin busybox-static zstd cpio kmod chromium shellcheck; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
+# node + npm for the test-only IAM simulator (tests/iam_sim); a machine may already have them
+# from elsewhere (nodesource's nodejs bundles npm)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
     echo "bootstrap: apt-get install ${need[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -31,4 +35,16 @@ fi
 
 .venv/bin/python tools/fetch_collections.py --ansible-version "$ANSIBLE_VERSION" \
     --dest "$ROOT/.cache/collections" --cache "$ROOT/.cache/downloads" --repo "$ROOT"
+# Test-only IAM policy simulator (AGPL, never shipped): installed from the committed lock, again
+# only when the lock is newer than the install; a failed (offline) install keeps what is there.
+if command -v npm >/dev/null 2>&1; then
+    sim=tests/iam_sim
+    if [ ! -f "$sim/node_modules/.package-lock.json" ] || [ "$sim/package-lock.json" -nt "$sim/node_modules/.package-lock.json" ]; then
+        (cd "$sim" && npm ci --no-audit --no-fund --prefer-offline >/dev/null) \
+            || echo "bootstrap: npm ci in $sim failed; IAM simulation tests will fail until it succeeds" >&2
+    fi
+else
+    echo "bootstrap: npm not found; IAM simulation tests need node >= 20 and npm" >&2
+fi
+
 echo "bootstrap: ready (venv .venv, collections .cache/collections)"
