@@ -4,7 +4,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """cloudtrail_ingest end to end against `psql \\copy` of the same rows and a row-by-row INSERT.
 
-Synthetic events are made from the real samples' shapes (../shared/samples/cloudtrail): each is
+Synthetic events are made from the real samples' shapes (tests/data/cloudtrail): each is
 a real record with a new eventID, requestID, time and (when it was an address) source address,
 ~1.2 KB of JSON. They are written as CloudTrail writes them (gzip, {"Records": [...]}).
 
@@ -40,7 +40,7 @@ from psycopg2 import sql  # noqa: E402  pylint: disable=wrong-import-position
 
 from ansible_collections.cloudefigo.core.plugins.module_utils._cloudtrail import records, schema  # noqa: E402
 
-SAMPLES = os.path.join(os.path.dirname(ROOT), "shared", "samples", "cloudtrail", "invictus-ir")
+SAMPLES = os.path.join(ROOT, "tests", "data", "cloudtrail", "invictus-ir")
 EVENTS = int(os.environ.get("CT_BENCH_EVENTS", "500000"))
 FILES = int(os.environ.get("CT_BENCH_FILES", "100"))
 ROW_EVENTS = min(EVENTS, int(os.environ.get("CT_BENCH_ROW_EVENTS", "50000")))
@@ -109,7 +109,8 @@ def run_module(directory, db, schema_name):
     args = {"ANSIBLE_MODULE_ARGS": {"path": directory, "login_host": os.environ["LAB_PG_HOST"],
                                     "login_port": int(os.environ["LAB_PG_PORT"]),
                                     "login_user": os.environ.get("LAB_PG_USER", "postgres"),
-                                    "db": db, "schema": schema_name, "workers": WORKERS}}
+                                    "login_db": db, "ssl_mode": "disable",
+                                    "schema": schema_name, "workers": WORKERS}}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(args, handle)
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".cache", "collections"))

@@ -4,7 +4,7 @@
     NESSUS_BENCH_MB=50 .venv/bin/python bench/bench_nessus.py     # quick run
 
 Builds reports in a temp dir (deleted afterwards) by repeating the ReportHosts of a real sample
-(../shared/samples/nessus/pytenable_example.nessus, 230 items a host, 93 at medium or above):
+(tests/data/nessus/pytenable_example.nessus, 230 items a host, 93 at medium or above):
 - throughput: NESSUS_BENCH_THROUGHPUT_MB (default 64) MB, best of 3, evaluation vs a bare expat
   pass counting ReportItem (same chunk size), both in this process, same run.
   Goal: evaluation >= 0.7x the expat rate.
@@ -23,7 +23,7 @@ import xml.parsers.expat
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, ".cache", "collections"))
-SAMPLES = os.environ.get("LAB_NESSUS_SAMPLES") or os.path.join(ROOT, "..", "shared", "samples", "nessus")
+SAMPLES = os.environ.get("LAB_NESSUS_SAMPLES") or os.path.join(ROOT, "tests", "data", "nessus")
 SAMPLE = os.path.join(SAMPLES, "pytenable_example.nessus")
 CHUNK = 1 << 20
 MB = 1 << 20

@@ -66,8 +66,8 @@ def _make_certs(directory):
 
 
 def samples_dir(root):
-    # the shared samples sit beside the clone (../shared), wherever the clone is
-    return os.environ.get("LAB_NESSUS_SAMPLES") or os.path.normpath(os.path.join(root, "..", "shared", "samples", "nessus"))
+    # the real .nessus samples the simulator replays live in the repository (tests/data/nessus)
+    return os.environ.get("LAB_NESSUS_SAMPLES") or os.path.join(root, "tests", "data", "nessus")
 
 
 def start(ctx):
@@ -76,7 +76,7 @@ def start(ctx):
     ca_path, cert_path, key_path = _make_certs(directory)
     samples = samples_dir(ctx.root)
     if not os.path.isdir(samples):
-        raise RuntimeError("Nessus samples not found at %s (expected ../shared/samples/nessus beside the repo;"
+        raise RuntimeError("Nessus samples not found at %s (expected tests/data/nessus in the repository;"
                            " or set LAB_NESSUS_SAMPLES)" % samples)
     port = free_port()
     conf = {

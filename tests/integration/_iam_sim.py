@@ -95,7 +95,7 @@ def simulate(cases):
         raise RuntimeError("node is not installed: the IAM simulator needs node >= 20 (tools/bootstrap.sh)")
     payload = json.dumps([c.to_json() for c in cases])
     proc = subprocess.run([node, os.path.join(SIM_DIR, "simulate.mjs")], input=payload.encode(),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=SIM_DIR, timeout=300)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=SIM_DIR, timeout=300, check=False)
     if proc.returncode != 0:
         raise RuntimeError("simulate.mjs failed: %s" % proc.stderr.decode(errors="replace"))
     return [SimResult(r["result"], r.get("ignoredContextKeys") or [], r.get("errors"))

@@ -21,7 +21,7 @@ from psycopg2 import sql
 
 from _lab import ROOT, fresh_database
 
-SAMPLES = os.path.join(os.path.dirname(ROOT), "shared", "samples", "cloudtrail", "invictus-ir")
+SAMPLES = os.path.join(ROOT, "tests", "data", "cloudtrail", "invictus-ir")
 MODULE = os.path.join(ROOT, "plugins", "modules", "cloudtrail_ingest.py")
 SAMPLE_FILES = sorted(glob.glob(os.path.join(SAMPLES, "*.json.gz")))
 
@@ -60,7 +60,8 @@ def count(db, relation="cloudtrail.events"):
 
 
 def module_args(lab, db, **args):
-    args.update({"login_host": db["host"], "login_port": db["port"], "login_user": db["user"], "db": db["dbname"],
+    args.update({"login_host": db["host"], "login_port": db["port"], "login_user": db["user"], "login_db": db["dbname"],
+                 "ssl_mode": "disable",
                  "endpoint_url": lab["LAB_AWS_ENDPOINT"], "access_key": "testing", "secret_key": "testing",
                  "region": "us-east-1"})
     return args

@@ -97,7 +97,8 @@ def _assert_contained(aws, name, result, summary, reason_start):
     assert tags["SecurityReason"].startswith(reason_start), tags["SecurityReason"]
 
     groups = {g["GroupName"] for g in instance["SecurityGroups"]}
-    assert groups == {"cloudefigo-remediation"}, groups
+    # contained: the isolation group (no rule in or out), no longer the remediation group
+    assert groups == {"cloudefigo-isolation"}, groups
     production = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["cloudefigo-production"]}])
     production_ids = {g["GroupId"] for g in production["SecurityGroups"]}
     assert not production_ids & {g["GroupId"] for g in instance["SecurityGroups"]}

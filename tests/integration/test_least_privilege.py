@@ -12,8 +12,10 @@ How the enforcement test works, and what it cannot show (moto 5.2, measured):
   it: assuming happens before enforcement, so the trust policy is asserted on the document only.
 - Moto evaluates no condition operator but StringEquals, and only on keys it knows; the
   ``ArnEquals ec2:SourceInstanceARN`` binding of the production policy is therefore not enforced
-  by moto (and an STS session is no EC2 instance anyway).  The binding is asserted on the
-  document; on AWS it means the credentials read the key only from that instance.
+  by moto (and an STS session is no EC2 instance anyway), and the conditioned Deny statements
+  (network, IMDSv1, no VPC endpoint) would be taken as always met: the roles here are written
+  with ``omit_conditioned_denies``.  The binding is asserted on the document; what the full
+  documents allow and deny is evaluated with an IAM simulator in test_instance_role_sim.py.
 - Moto applies a bucket policy's Deny but ignores its Bool condition, so volume_key runs with
   ``deny_insecure_transport: false`` here (the statement itself is tested in the volume_key target).
 """
@@ -59,8 +61,15 @@ def key_task(name, obj, **extra):
     return {"name": name, "cloudefigo.core.volume_key": args, "register": "out"}
 
 
+# instance_role binds every role to its instance from creation (instance_id at every stage)
+ROLE_INSTANCE_IDS = {"web-01": "i-0123456789abcdef0", "web-02": "i-0000000000000a002", "web-03": "i-0000000000000a003"}
+
+
 def role_task(name, role, stage, key, **extra):
-    args = {"name": role, "stage": stage}
+    # omit_conditioned_denies: moto would take the conditioned Deny statements as always met
+    # (their logic is proven by simulation in test_instance_role_sim.py)
+    args = {"name": role, "stage": stage, "instance_id": ROLE_INSTANCE_IDS.get(role, "i-0000000000000a004"),
+            "launch_id": "lp-launch", "omit_conditioned_denies": True}
     if stage != "absent":
         args.update(key_bucket=BUCKET, key_object=key)
     args.update(extra)
@@ -103,7 +112,7 @@ def test_production_role_reads_only_its_own_key(aws, lab, playbook, tmp_path):
         key_task("Key web-01", WEB_KEY),
         key_task("Key db-01", DB_KEY),
         role_task("Role web-01 launch", "web-01", "launch", WEB_KEY, bootstrap_objects=[BOOT_BUCKET + "/" + VALIDATOR]),
-        role_task("Role web-01 production", "web-01", "production", WEB_KEY, instance_id="i-0123456789abcdef0"),
+        role_task("Role web-01 production", "web-01", "production", WEB_KEY),
         role_task("Role web-02 launch", "web-02", "launch", "volumes/web-02.key", bootstrap_objects=[BOOT_BUCKET + "/" + VALIDATOR]),
     ])
     result = run_ok(playbook, path)

@@ -28,7 +28,7 @@ SECURE_LAUNCH = os.path.join(ROOT, "playbooks", "secure_launch.yml")
 TERMINATE = os.path.join(ROOT, "playbooks", "terminate.yml")
 AUDIT = os.path.join(ROOT, "playbooks", "audit.yml")
 CONVERGE_TASKS = os.path.join(ROOT, "playbooks", "tasks", "lab_chef_converge.yml")
-SAMPLES = os.path.join(os.path.dirname(ROOT), "shared", "samples", "cloudtrail", "invictus-ir")
+SAMPLES = os.path.join(ROOT, "tests", "data", "cloudtrail", "invictus-ir")
 KEY_BUCKET = "happy-path-keys"
 PRODUCTION_GROUP = "cloudefigo-production"
 REMEDIATION_GROUP = "cloudefigo-remediation"
@@ -459,6 +459,7 @@ def test_audit_reports_quarantines_and_loads_cloudtrail(lab, aws, playbook, siem
     east.authorize_security_group_ingress(GroupId=open_ssh, IpPermissions=[{
         "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
     events = _upload_cloudtrail(aws.client("s3"), "audit-cloudtrail")
+    aws.client("s3").create_bucket(Bucket="audit-evidence")
 
     report_dir = tmp_path / "audit"
     result = playbook(AUDIT, extra_vars={
@@ -467,11 +468,13 @@ def test_audit_reports_quarantines_and_loads_cloudtrail(lab, aws, playbook, siem
         "cloudefigo_chef_server_url": lab["LAB_CHEF_URL"],
         "cloudefigo_chef_client_name": lab["LAB_CHEF_USER"],
         "cloudefigo_chef_client_key": lab["LAB_CHEF_KEY"],
+        "cloudefigo_chef_allow_insecure_http": True,
         "audit_regions": ["us-east-1", "eu-west-1"],
         "audit_quarantine": True,
         # the unmanaged instance was just started: no grace period, or it would be spared
         "audit_quarantine_grace_seconds": 0,
         "audit_quarantine_case_id": "case-happy",
+        "audit_evidence_bucket": "audit-evidence",
         "audit_pg_host": siem_db["host"],
         "audit_pg_port": siem_db["port"],
         "audit_pg_user": siem_db["user"],

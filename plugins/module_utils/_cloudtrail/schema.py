@@ -91,10 +91,28 @@ MIGRATIONS = (
             WHERE access_key_id IS NOT NULL
             GROUP BY access_key_id""",
     )),
+    (3, "SIEM views for the audit report: console logins, access denied", (
+        """CREATE VIEW {schema}.console_logins AS
+            SELECT event_time, account_id, recipient_account_id, user_type, user_name, user_arn,
+                   source_ip, source_inet, user_agent,
+                   record->'responseElements'->>'ConsoleLogin' AS outcome,
+                   record->'additionalEventData'->>'MFAUsed' AS mfa_used, event_id
+            FROM {schema}.events
+            WHERE event_name = 'ConsoleLogin'""",
+        """CREATE VIEW {schema}.access_denied AS
+            SELECT event_time, recipient_account_id, aws_region, event_source, event_name,
+                   error_code, error_message, user_type,
+                   coalesce(user_arn, principal_id, user_name, 'unknown') AS principal,
+                   source_ip, access_key_id, event_id
+            FROM {schema}.events
+            WHERE error_code IN ('AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation',
+                                 'Client.UnauthorizedOperation', 'UnauthorizedAccess')""",
+    )),
 )
 
 LATEST = MIGRATIONS[-1][0]
-VIEWS = ("failed_console_logins", "root_activity", "iam_changes", "access_key_activity")
+VIEWS = ("failed_console_logins", "root_activity", "iam_changes", "access_key_activity", "console_logins",
+         "access_denied")
 
 
 def _sql(template, schema):

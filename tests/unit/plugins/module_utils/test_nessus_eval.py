@@ -1,4 +1,4 @@
-"""Verdicts of the shared Nessus evaluation on the real samples in ../shared/samples/nessus/."""
+"""Verdicts of the shared Nessus evaluation on the real samples in tests/data/nessus/."""
 import os
 
 import pytest
@@ -11,7 +11,7 @@ from ansible_collections.cloudefigo.core.plugins.module_utils._nessus.evaluation
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-SAMPLES = os.environ.get("LAB_NESSUS_SAMPLES") or os.path.normpath(os.path.join(ROOT, "..", "shared", "samples", "nessus"))
+SAMPLES = os.environ.get("LAB_NESSUS_SAMPLES") or os.path.join(ROOT, "tests", "data", "nessus")
 
 # severity 0..4 counts, from the samples README
 EXPECTED = {
@@ -31,7 +31,7 @@ HOSTS = {
 def sample(name):
     path = os.path.join(SAMPLES, name)
     if not os.path.exists(path):
-        pytest.skip("samples not found at %s" % SAMPLES)
+        pytest.fail("samples not found at %s (tests/data/nessus is part of the repository)" % SAMPLES)
     return path
 
 

@@ -9,7 +9,7 @@ from ansible_collections.cloudefigo.core.plugins.module_utils._nessus import cli
 from ansible_collections.cloudefigo.core.plugins.modules import nessus_report, nessus_scan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-SAMPLES = os.environ.get("LAB_NESSUS_SAMPLES") or os.path.normpath(os.path.join(ROOT, "..", "shared", "samples", "nessus"))
+SAMPLES = os.environ.get("LAB_NESSUS_SAMPLES") or os.path.join(ROOT, "tests", "data", "nessus")
 
 
 def run(module, args, capsys):
@@ -22,7 +22,7 @@ def run(module, args, capsys):
 def sample(name):
     path = os.path.join(SAMPLES, name)
     if not os.path.exists(path):
-        pytest.skip("samples not found at %s" % SAMPLES)
+        pytest.fail("samples not found at %s (tests/data/nessus is part of the repository)" % SAMPLES)
     return path
 
 

@@ -1,0 +1,120 @@
+"""Parts per account and region: normalisation, comparison with the previous run, merge."""
+from ansible_collections.cloudefigo.core.plugins.module_utils._report import parts
+
+ACCOUNT = "123456789012"
+
+
+def _unmanaged(*ids, region="us-east-1"):
+    return {"unmanaged": [{"instance_id": i, "region": region, "state": "running", "tags": {"Name": i}} for i in ids],
+            "stale": [], "counts": {region: {"instances": len(ids), "managed": 0}}}
+
+
+def _sg(*rules, region="us-east-1"):
+    return {"regions": [region],
+            "findings": [{"region": region, "group_id": "sg-%d" % n, "group_name": "g", "severity": sev, "rule": rule,
+                          "ports": "tcp/22", "cidr": "0.0.0.0/0", "reason": "why"} for n, (rule, sev) in enumerate(rules)]}
+
+
+def _run(previous, run_id, unmanaged, sg, account=ACCOUNT, quarantined=()):
+    built = parts.build_parts(account, unmanaged, sg, quarantined)
+    return dict((pair, parts.finish_part(pair[0], pair[1], data, (previous or {}).get(pair), run_id, run_id))
+                for pair, data in built.items())
+
+
+def test_readable_titles_not_rule_ids():
+    built = parts.build_parts(ACCOUNT, {}, _sg(("open_admin_port", "high"), ("egress_wide_open", "medium")))
+    titles = [f["title"] for f in built[(ACCOUNT, "us-east-1")]["findings"]]
+    assert titles == ["Administration or database port open to the internet", "Egress wide open"]
+    assert parts.readable_title("unmanaged_instance") == "EC2 instance not managed by Chef"
+
+
+def test_every_audited_region_gets_a_part_and_items_keep_their_own_account():
+    sg = _sg(("open_all_ports", "critical"))
+    sg["findings"].append({"region": "eu-west-1", "account_id": "210987654321", "group_id": "sg-x", "rule": "unused_group",
+                           "severity": "low"})
+    built = parts.build_parts(ACCOUNT, {"counts": {"ap-south-1": {"instances": 0}}}, sg)
+    assert set(built) == {(ACCOUNT, "us-east-1"), (ACCOUNT, "ap-south-1"), ("210987654321", "eu-west-1")}
+    assert built[(ACCOUNT, "ap-south-1")]["findings"] == []
+    assert built[("210987654321", "eu-west-1")]["findings"][0]["key"].startswith("210987654321/eu-west-1/")
+
+
+def test_severity_of_kinds_and_unknown_severity():
+    unmanaged = _unmanaged("i-1")
+    unmanaged["stale"] = [{"instance_id": "i-2", "region": "us-east-1", "node_name": "n", "ohai_age": None}]
+    sg = _sg(("x", "weird"))
+    found = parts.build_parts(ACCOUNT, unmanaged, sg, ["i-1"])[(ACCOUNT, "us-east-1")]["findings"]
+    by_kind = dict((f["kind"], f) for f in found)
+    assert by_kind["unmanaged_instance"]["severity"] == "high" and by_kind["unmanaged_instance"]["quarantined"]
+    assert by_kind["stale_node"]["severity"] == "medium" and by_kind["stale_node"]["detail"] == "never converged"
+    assert by_kind["security_group"]["severity"] == "info"
+    # most severe first
+    assert [f["severity"] for f in found] == ["high", "medium", "info"]
+
+
+def test_new_and_resolved_against_the_previous_run():
+    first = _run(None, "r1", _unmanaged("i-1", "i-2"), _sg(("open_admin_port", "high")))
+    part = first[(ACCOUNT, "us-east-1")]
+    assert part["baseline"] is None and len(part["new"]) == 3 and part["resolved"] == []
+    second = _run(first, "r2", _unmanaged("i-2", "i-3"), _sg())
+    part = second[(ACCOUNT, "us-east-1")]
+    assert part["baseline"] == {"run_id": "r1", "generated_at": "r1"}
+    assert part["new"] == ["%s/us-east-1/unmanaged_instance/i-3" % ACCOUNT]
+    assert sorted(f["resource_id"] for f in part["resolved"]) == ["i-1", "sg-0"]
+    assert [h["run_id"] for h in part["history"]] == ["r1", "r2"]
+    assert [h["total"] for h in part["history"]] == [3, 2]
+
+
+def test_a_retried_run_compares_with_the_same_previous_run():
+    first = _run(None, "r1", _unmanaged("i-1"), _sg())
+    second = _run(first, "r2", _unmanaged("i-2"), _sg())
+    retried = _run(second, "r2", _unmanaged("i-2"), _sg())
+    for key in ("new", "resolved", "baseline"):
+        assert retried[(ACCOUNT, "us-east-1")][key] == second[(ACCOUNT, "us-east-1")][key]
+    assert [h["run_id"] for h in retried[(ACCOUNT, "us-east-1")]["history"]] == ["r1", "r2"]
+
+
+def test_history_is_bounded():
+    previous = None
+    for n in range(5):
+        built = parts.build_parts(ACCOUNT, _unmanaged("i-%d" % n), {})
+        previous = {pair: parts.finish_part(pair[0], pair[1], data, (previous or {}).get(pair), "r%d" % n, "t%d" % n, 3)
+                    for pair, data in built.items()}
+    assert [h["run_id"] for h in previous[(ACCOUNT, "us-east-1")]["history"]] == ["r2", "r3", "r4"]
+
+
+def test_a_forged_or_foreign_previous_document_is_not_a_baseline():
+    for forged in ({"format": 1, "account_id": ACCOUNT, "region": "us-east-1", "findings": "all fixed"},
+                   {"format": 2, "account_id": ACCOUNT, "region": "us-east-1", "findings": []},
+                   ["not", "a", "dict"], None):
+        assert not parts.is_part(forged)
+        assert parts.baseline(forged, "r1") is None
+
+
+def test_merge_sums_pairs_and_trend_groups_runs_across_slices():
+    # two slices of the same two runs, each writing its own account
+    slice_a = _run(None, "r1", _unmanaged("i-1"), _sg(("open_all_ports", "critical")))
+    slice_b = _run(None, "r1", _unmanaged("i-9", region="eu-west-1"), {}, account="210987654321")
+    slice_a = _run(slice_a, "r2", _unmanaged(), _sg(("open_all_ports", "critical")))
+    slice_b = _run(slice_b, "r2", _unmanaged("i-9", "i-8", region="eu-west-1"), {}, account="210987654321")
+    view = parts.merge(list(slice_a.values()) + list(slice_b.values()), "now")
+    totals = view["totals"]
+    assert totals["accounts"] == 2 and totals["regions"] == 2
+    assert totals["findings"] == 3 and totals["severity"]["critical"] == 1 and totals["severity"]["high"] == 2
+    assert totals["new_by_kind"]["unmanaged_instance"] == 1 and totals["resolved_by_kind"]["unmanaged_instance"] == 1
+    assert [(r["run_id"], r["total"], r["pairs"]) for r in view["trend"]] == [("r1", 3, 2), ("r2", 3, 2)]
+    summary = parts.summary(view)
+    assert summary["unmanaged_instances"] == 2 and summary["security_group_findings"] == 1
+
+
+def test_merge_leaves_out_parts_nobody_refreshed():
+    old = _run(None, "2026-01-01T00:00:00Z", _unmanaged("i-1"), {})
+    new = _run(None, "2026-11-29T00:00:00Z", _unmanaged("i-2", region="eu-west-1"), {})
+    view = parts.merge(list(old.values()) + list(new.values()), "2026-11-29T00:00:00Z", stale_before="2026-11-27T00:00:00Z")
+    assert [p["region"] for p in view["parts"]] == ["eu-west-1"]
+    assert view["stale_parts"] == [{"account_id": ACCOUNT, "region": "us-east-1", "generated_at": "2026-01-01T00:00:00Z"}]
+    assert view["totals"]["findings"] == 1
+
+
+def test_part_key_cannot_leave_the_state_directory():
+    assert parts.part_key("../../etc", "us-east-1/../x") == "state/_.._etc/us-east-1_.._x.json"
+    assert parts.part_key("..", "..") == "state/_/_.json"
