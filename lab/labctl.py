@@ -3,7 +3,7 @@
     lab/lab up [--vm] [--only moto,chef]   start what is not running yet; write lab.env + lab_vars.yml
     lab/lab down                           stop exactly what `up` started (by PID)
     lab/lab status                         what runs, and where
-    lab/lab reset                          empty moto (POST /moto-api/reset)
+    lab/lab reset                          empty moto (POST /moto-api/reset), forget aws_proxy's records
 
 The state dir is $LAB_STATE_DIR or lab/.state; several labs can run side by side with different
 state dirs (every port is picked at run time).
@@ -22,7 +22,7 @@ sys.path.insert(0, HERE)
 
 from services._util import stop_pid  # noqa: E402
 
-DEFAULT_SERVICES = ("moto", "chef", "postgres", "nessus")
+DEFAULT_SERVICES = ("moto", "aws_proxy", "chef", "postgres", "nessus")
 OPTIONAL_SERVICES = ("vm",)
 
 
@@ -181,6 +181,10 @@ def cmd_reset(args):
     state = load_state(state_dir())
     url = state["services"]["moto"]["env"]["LAB_AWS_ENDPOINT"] + "/moto-api/reset"
     urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=30).read()
+    proxy = state["services"].get("aws_proxy")
+    if proxy:  # forget the recorded requests too
+        url = proxy["env"]["LAB_AWS_PROXY_ENDPOINT"] + "/_lab/proxy/reset"
+        urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=30).read()
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: volume_key
-short_description: A random volume (LUKS) key held in S3, created once and crypto-shredded on request
+short_description: A random volume (LUKS) key held in S3, owned by one instance, readable by it only, crypto-shredded on request
 version_added: 0.1.0
 description:
   - With O(state=present), makes sure O(bucket) is fit to hold keys (see below) and creates a random
@@ -17,17 +17,30 @@ description:
     overwritten, because that would destroy the data it protects; the upload is conditional
     (C(If-None-Match) C(*)), so two concurrent runs cannot both write.
   - The key is generated on the managed node from the operating system's CSPRNG and sent straight
-    to S3. The module never reads the key back and never returns it.
-  - The bucket is created if missing and then kept with versioning enabled (every key keeps a
-    version id, and O(state=absent) can find every copy), default encryption (SSE-KMS with
-    O(kms_key_id), otherwise SSE-S3 C(AES256); an existing default encryption is kept unless
-    O(kms_key_id) asks for another key), all four public access blocks on, and a bucket policy
-    statement (Sid C(CloudefigoDenyInsecureTransport)) that denies requests without TLS (see
-    O(deny_insecure_transport)). Other statements of the bucket policy are kept; the statement is
-    merged by its Sid.
+    to S3. The module never reads the key back (it never even reads the object's metadata; the
+    bucket policy forbids that to everyone but the instance) and never returns it.
+  - B(Ownership.) The key object carries the marks C(cloudefigo:instance-id), C(cloudefigo:launch-id)
+    and C(cloudefigo:instance-arn) from its creation. A key whose marks name another instance or
+    launch is never adopted, re-tagged, rewritten or deleted; the module fails naming the owner.
+    A key without marks (made by 0.1.0 or by hand) is taken over only with O(adopt_instance_id).
+  - B(The bucket defends itself.) The bucket is created if missing and kept with versioning, default
+    encryption SSE-KMS with a dedicated KMS key (alias C(alias/cloudefigo/volume-keys/<bucket>),
+    created once and reused, its key policy naming O(controller_principals)) or O(kms_key_id), all
+    four public access blocks, ACLs disabled (C(BucketOwnerEnforced)), and a bucket policy whose
+    statements (Sids C(Cloudefigo*); other statements are kept) deny reading a key object to every
+    request that does not come from the instance named by the object's C(cloudefigo:instance-arn)
+    tag (C(${ec2:SourceInstanceARN})), or comes without any instance, or with IMDSv1-delivered
+    credentials; deny everything else (write, delete, tag, list, administer) to all but
+    O(controller_principals); and deny requests without TLS. The policy is written before any key.
+  - A bucket with replication or S3 Object Lock is refused; a replica or a retained version is a
+    copy of the key that O(state=absent) cannot shred (see C(docs/key-custody.md)).
+  - Every S3 request carries C(ExpectedBucketOwner) (O(expected_bucket_owner)), except CreateBucket,
+    which has no such parameter (a bucket it creates is the caller's).
   - With O(state=absent), deletes every version and every delete marker of exactly O(object)
-    (crypto-shred); objects whose keys merely start with O(object) are not touched. The bucket and
-    its settings are left alone.
+    (crypto-shred), after checking that every version is marked for O(instance_id) (and
+    O(launch_id) when given); objects whose keys merely start with O(object) are not touched. Any
+    error while looking the key up stops the module; it is never taken for "no key". The bucket,
+    its settings and the KMS key are left alone.
 author:
   - Cloudefigo contributors (@cloudefigo)
 options:
@@ -48,6 +61,26 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  instance_id:
+    description:
+      - The EC2 instance the key belongs to (C(i-...)). Written as the C(cloudefigo:instance-id) mark
+        and, as the instance's ARN, as the C(cloudefigo:instance-arn) tag the bucket policy compares
+        with C(${ec2:SourceInstanceARN}).
+    type: str
+    required: true
+  launch_id:
+    description:
+      - The launch that owns the key. Required with O(state=present) (written as the
+        C(cloudefigo:launch-id) mark); with O(state=absent) compared when given.
+    type: str
+  adopt_instance_id:
+    description:
+      - Explicit adoption of a key made by 0.1.0 (or by hand) that carries no ownership marks, or
+        carries the instance mark without a launch id. Must equal O(instance_id). The module then
+        writes the marks. Without it such a key is refused.
+      - Until a 0.1.0 key is adopted its instance cannot read it any more; the bucket policy lets an
+        instance read only objects tagged with its ARN.
+    type: str
   key_bytes:
     description:
       - Length of a new key in bytes; at least 32 (256 bits), at most 8192 (cryptsetup's key file
@@ -58,40 +91,72 @@ options:
     default: 64
   kms_key_id:
     description:
-      - KMS key (ID, ARN or alias ARN) for SSE-KMS of the key object and the bucket's default
-        encryption. When omitted, SSE-S3 (C(AES256)) is used.
+      - KMS key (ID, ARN or alias) for SSE-KMS of the key objects and the bucket's default
+        encryption. Its key policy is not managed; it must let the instance roles decrypt through S3.
+      - When omitted, a dedicated KMS key is created for the bucket (once; found again by its alias
+        C(alias/cloudefigo/volume-keys/<bucket>), dots in the bucket name become C(_)) and its key
+        policy is kept; O(controller_principals) administer it and encrypt through S3, and the account
+        may grant C(kms:Decrypt) through S3 for objects of this bucket only. An alias that names a key
+        not tagged C(cloudefigo:key-bucket=<bucket>) is refused.
+    type: str
+  controller_principals:
+    description:
+      - IAM role or user ARNs (with their path) that may write, delete, tag, list and administer the
+        key bucket and administer its KMS key. Everyone else is denied all of it by the bucket policy.
+      - Defaults to the caller (for an assumed role, the role's ARN, read with C(iam:GetRole)). Must
+        include the caller, or the run would lock itself out.
+      - Name a break-glass role too; only these principals (and the account's root user) can change
+        the bucket policy, and only these can administer the dedicated KMS key.
+    type: list
+    elements: str
+  expected_bucket_owner:
+    description:
+      - Account id that must own O(bucket); sent as C(ExpectedBucketOwner) with every S3 request, so a
+        bucket of the same name in another account is never written to or read from.
+      - Defaults to the caller's account.
     type: str
   tags:
     description:
-      - Tags of the key object. When omitted, tags are not managed.
+      - Tags of the key object. When omitted, tags other than the ownership marks are not managed.
+      - The marks C(cloudefigo:instance-id), C(cloudefigo:launch-id) and C(cloudefigo:instance-arn)
+        are reserved; they cannot be set (to another value) here, and are never purged.
     type: dict
   purge_tags:
     description:
-      - Remove object tags not listed in O(tags). Has no effect when O(tags) is omitted.
+      - Remove object tags not listed in O(tags) (never the ownership marks). Has no effect when
+        O(tags) is omitted.
     type: bool
     default: true
+  omit_conditioned_denies:
+    description:
+      - B(Lab switch.) Leaves every conditioned C(Deny) statement out of the bucket policy (and
+        removes the module's own from it). moto applies a bucket policy's Deny statements without
+        evaluating their conditions, so they would refuse every object request in the lab.
+      - Accepted only together with a custom C(endpoint_url). Never use it on AWS; those statements
+        are what keep the keys to their instances.
+    type: bool
+    default: false
   deny_insecure_transport:
     description:
-      - Merge the C(CloudefigoDenyInsecureTransport) statement (deny C(s3:*) when
-        C(aws:SecureTransport) is C(false)) into the bucket policy, keeping other statements.
-      - V(false) leaves the bucket policy alone (it does not remove the statement). Only for
-        emulators such as moto, which apply a bucket policy's C(Deny) but ignore its C(Bool)
-        condition and so refuse every object request once the statement is in place; the
-        policy is written after the key for the same reason.
+      - Deprecated, removed in 0.3.0; use O(omit_conditioned_denies).
+      - V(false) is taken as O(omit_conditioned_denies=true) (same conditions); V(true) changes
+        nothing (the TLS statement is always written).
     type: bool
-    default: true
 attributes:
   check_mode:
-    description: In check mode nothing is changed; no key is generated.
+    description: In check mode nothing is changed; no key is generated; no KMS key is created.
     support: full
   diff_mode:
-    description: Shows the bucket settings and the key's version (never its bytes) before and after.
+    description: Shows the bucket settings, the bucket policy and the key's version and tags (never its bytes) before and after.
     support: full
 notes:
   - A key object whose current version is a delete marker does not exist; O(state=present) then
-    writes a new key (older versions stay, and the module warns). Use O(state=absent) to shred all
-    of them.
+    writes a new key (older versions stay, and the module warns) if the newest older version is
+    this instance's. Use O(state=absent) to shred all of them.
   - The key's bytes never appear in the module's result, diff or logs.
+  - The instances read their keys with their own role (C(cloudefigo.core.instance_role) grants
+    C(s3:GetObject) on the object and C(kms:Decrypt) through S3 on RV(kms_key_arn)).
+  - See C(docs/key-custody.md) for the threat model.
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -99,25 +164,31 @@ extends_documentation_fragment:
 """
 
 EXAMPLES = r"""
-- name: Make sure web-01 has a volume key
+- name: Make sure web-01's instance has a volume key
   cloudefigo.core.volume_key:
     bucket: cloudefigo-keys
     object: volumes/web-01.key
-    tags:
-      Instance: web-01
+    instance_id: i-0123456789abcdef0
+    launch_id: "{{ launch_id }}"
+    controller_principals:
+      - arn:aws:iam::123456789012:role/cloudefigo-controller
+      - arn:aws:iam::123456789012:role/break-glass
   register: web_key
 
-- name: Use a customer-managed KMS key and a 512-bit key
+- name: Adopt a key made by cloudefigo.core 0.1.0 (no ownership marks)
   cloudefigo.core.volume_key:
     bucket: cloudefigo-keys
     object: volumes/db-01.key
-    key_bytes: 64
-    kms_key_id: arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab
+    instance_id: i-0fedcba9876543210
+    launch_id: adopted-2024-05
+    adopt_instance_id: i-0fedcba9876543210
 
 - name: Crypto-shred web-01's data by deleting every version of its key
   cloudefigo.core.volume_key:
     bucket: cloudefigo-keys
     object: volumes/web-01.key
+    instance_id: i-0123456789abcdef0
+    launch_id: "{{ launch_id }}"
     state: absent
 """
 
@@ -127,6 +198,11 @@ created:
   returned: always
   type: bool
   sample: true
+adopted:
+  description: Whether a key without ownership marks was adopted (O(adopt_instance_id)).
+  returned: always
+  type: bool
+  sample: false
 bucket:
   description: The bucket.
   returned: always
@@ -150,21 +226,44 @@ version_id:
   type: str
   sample: 3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY
 size:
-  description: Length of the key in bytes. Null with O(state=absent), or when unknown in check mode.
+  description: Length of the key in bytes. Null with O(state=absent).
   returned: always
   type: int
   sample: 64
 encryption:
-  description: Server-side encryption of the key's current version (C(AES256) or C(aws:kms)).
+  description:
+    - Server-side encryption S3 reported when the key was written (C(aws:kms)). Null for a key that
+      already existed (its metadata is readable by its instance only).
   returned: when O(state=present)
   type: str
-  sample: AES256
+  sample: aws:kms
+kms_key_arn:
+  description:
+    - ARN of the KMS key of the bucket's default encryption (the dedicated key or O(kms_key_id)),
+      for C(cloudefigo.core.instance_role)'s O(cloudefigo.core.instance_role#module:kms_key_arn).
+      Null in check mode when the dedicated key would be created, and with O(state=absent).
+  returned: always
+  type: str
+  sample: arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab
+expected_bucket_owner:
+  description: The account every S3 request required as the bucket's owner.
+  returned: always
+  type: str
+  sample: "123456789012"
+controller_principals:
+  description: The principals the bucket policy and the KMS key policy name as controllers.
+  returned: when O(state=present)
+  type: list
+  elements: str
+  sample: [arn:aws:iam::123456789012:role/cloudefigo-controller]
 tags:
-  description: Tags of the key object.
+  description: Tags of the key object, the ownership marks included.
   returned: when O(state=present)
   type: dict
   sample:
-    Instance: web-01
+    cloudefigo:instance-id: i-0123456789abcdef0
+    cloudefigo:launch-id: 20240501-web-01
+    cloudefigo:instance-arn: arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0
 deleted_versions:
   description: Number of object versions deleted (or that would be, in check mode).
   returned: when O(state=absent)
@@ -176,11 +275,11 @@ deleted_delete_markers:
   type: int
   sample: 0
 bucket_changes:
-  description: The bucket settings that were changed (or would be, in check mode).
+  description: The bucket and KMS settings that were changed (or would be, in check mode).
   returned: when O(state=present)
   type: list
   elements: str
-  sample: [created, versioning, encryption, public_access_block, policy]
+  sample: [kms_key, created, versioning, encryption, public_access_block, policy]
 errors:
   description: The C(Errors) of S3's C(DeleteObjects) answer when versions of the key could not be deleted (the module fails).
   returned: on failure to delete the key's versions
@@ -195,15 +294,16 @@ import os
 from urllib.parse import urlencode
 
 try:
-    import botocore  # noqa: F401 pylint: disable=unused-import
+    from botocore.exceptions import BotoCoreError, ClientError
+    AWS_ERRORS = (BotoCoreError, ClientError)
 except ImportError:
-    pass  # AnsibleAWSModule reports the missing library
+    AWS_ERRORS = ()  # AnsibleAWSModule reports the missing library
 
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_policies
-from ansible_collections.amazon.aws.plugins.module_utils.tagging import compare_aws_tags
 
+from ansible_collections.cloudefigo.core.plugins.module_utils import _key_custody as custody
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import boto3_tags
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import partition_for_region
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import retrying_client
@@ -211,7 +311,6 @@ from ansible_collections.cloudefigo.core.plugins.module_utils._aws import s3_buc
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import s3_key_problem
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import tag_dict
 
-TLS_SID = "CloudefigoDenyInsecureTransport"
 MIN_KEY_BYTES = 32
 MAX_KEY_BYTES = 8192
 PUBLIC_ACCESS_BLOCK = {
@@ -220,6 +319,7 @@ PUBLIC_ACCESS_BLOCK = {
     "BlockPublicPolicy": True,
     "RestrictPublicBuckets": True,
 }
+OWNERSHIP_CONTROLS = {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
 
 
 class ValidationError(Exception):
@@ -241,48 +341,41 @@ def validate(params):
             "key_bytes must be between %d and %d (a volume key needs at least 256 bits), got %d" % (MIN_KEY_BYTES, MAX_KEY_BYTES, key_bytes)
         )
     if params.get("kms_key_id") is not None and not params["kms_key_id"].strip():
-        raise ValidationError("kms_key_id is empty; omit it for SSE-S3")
+        raise ValidationError("kms_key_id is empty; omit it to use the bucket's dedicated KMS key")
+    problem = custody.instance_id_problem(params.get("instance_id"))
+    if problem:
+        raise ValidationError("instance_id " + problem)
+    if params["state"] == "present" and not params.get("launch_id"):
+        raise ValidationError("launch_id is required with state=present: it marks the key as this launch's")
+    if params.get("launch_id") is not None:
+        problem = custody.launch_id_problem(params["launch_id"])
+        if problem:
+            raise ValidationError("launch_id " + problem)
+    adopt = params.get("adopt_instance_id")
+    if adopt is not None and adopt != params.get("instance_id"):
+        raise ValidationError("adopt_instance_id (%s) must equal instance_id (%s): a key is only adopted by the instance it belongs to"
+                              % (adopt, params.get("instance_id")))
+    if params.get("expected_bucket_owner") is not None:
+        problem = custody.account_problem(params["expected_bucket_owner"])
+        if problem:
+            raise ValidationError("expected_bucket_owner " + problem)
+    for principal in params.get("controller_principals") or []:
+        problem = custody.principal_problem(principal)
+        if problem:
+            raise ValidationError("controller_principals: " + problem)
+    if params.get("controller_principals") == []:
+        raise ValidationError("controller_principals is empty: omit it to use the caller, or name the controller role(s)")
+    if omit_conditioned_denies(params) and not params.get("endpoint_url"):
+        raise ValidationError(
+            "omit_conditioned_denies (or deny_insecure_transport=false) is a lab switch for emulators such as moto and is "
+            "accepted only together with a custom endpoint_url; on AWS the conditioned Deny statements are what protect the keys")
+    if params.get("deny_insecure_transport") is True and params.get("omit_conditioned_denies"):
+        raise ValidationError("deny_insecure_transport=true contradicts omit_conditioned_denies=true: drop deny_insecure_transport (deprecated)")
 
 
-def tls_statement(partition, bucket):
-    bucket_arn = "arn:%s:s3:::%s" % (partition, bucket)
-    return {
-        "Sid": TLS_SID,
-        "Effect": "Deny",
-        "Principal": "*",
-        "Action": "s3:*",
-        "Resource": [bucket_arn, bucket_arn + "/*"],
-        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-    }
-
-
-def merge_policy(current, statement):
-    """The bucket policy with `statement` in place of any statement of the same Sid; others kept."""
-    policy = copy.deepcopy(current) if current else {"Version": "2012-10-17", "Statement": []}
-    statements = policy.get("Statement") or []
-    if isinstance(statements, dict):
-        statements = [statements]
-    kept = [s for s in statements if s.get("Sid") != statement["Sid"]]
-    policy["Statement"] = kept + [statement]
-    policy.setdefault("Version", "2012-10-17")
-    return policy
-
-
-def encryption_rule(kms_key_id):
-    if kms_key_id:
-        return {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": kms_key_id}, "BucketKeyEnabled": True}
-    return {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
-
-
-def encryption_needs_change(current_rules, kms_key_id):
-    """Keep any existing default encryption, unless a KMS key is asked for and not the one in use."""
-    defaults = [r.get("ApplyServerSideEncryptionByDefault") or {} for r in current_rules or []]
-    algorithms = [d.get("SSEAlgorithm") for d in defaults if d.get("SSEAlgorithm")]
-    if not algorithms:
-        return True
-    if kms_key_id:
-        return not any(d.get("SSEAlgorithm") in ("aws:kms", "aws:kms:dsse") and d.get("KMSMasterKeyID") == kms_key_id for d in defaults)
-    return False
+def omit_conditioned_denies(params):
+    """The lab switch, or its deprecated spelling deny_insecure_transport=false."""
+    return bool(params.get("omit_conditioned_denies")) or params.get("deny_insecure_transport") is False
 
 
 def new_key(key_bytes):
@@ -298,215 +391,378 @@ class VolumeKey:
         self.s3 = retrying_client(module, "s3")
         self.partition = partition_for_region(module.region)
         self.changed = False
+        self.account = None
+        self.owner = None
+        self.caller = None
 
     @property
     def arn(self):
         return "arn:%s:s3:::%s/%s" % (self.partition, self.bucket, self.key)
 
+    @property
+    def where(self):
+        return "s3://%s/%s" % (self.bucket, self.key)
+
     def fail(self, error, what):
         self.module.fail_json_aws(error, msg="Could not %s (bucket %s, object %s)" % (what, self.bucket, self.key))
 
-    def write(self, what, method, **kwargs):
-        """One S3 write; nothing happens in check mode."""
+    def call(self, what, method, **kwargs):
+        """One S3 read, always with ExpectedBucketOwner."""
+        try:
+            return getattr(self.s3, method)(ExpectedBucketOwner=self.owner, aws_retry=True, **kwargs)
+        except AWS_ERRORS as e:
+            self.fail(e, what)
+
+    def write(self, what, method, client=None, **kwargs):
+        """One write; nothing happens in check mode.  S3 writes carry ExpectedBucketOwner."""
         self.changed = True
         if self.module.check_mode:
             return None
+        if client is None:
+            client = self.s3
+            kwargs["ExpectedBucketOwner"] = self.owner
         try:
-            return getattr(self.s3, method)(aws_retry=True, **kwargs)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            return getattr(client, method)(aws_retry=True, **kwargs)
+        except AWS_ERRORS as e:
             self.fail(e, what)
+
+    # --- who is asking -------------------------------------------------------------------------
+    def identify(self):
+        sts = retrying_client(self.module, "sts")
+        try:
+            identity = sts.get_caller_identity(aws_retry=True)
+        except AWS_ERRORS as e:
+            self.fail(e, "identify the caller (sts:GetCallerIdentity)")
+        self.account = identity["Account"]
+        self.owner = self.params.get("expected_bucket_owner") or self.account
+        try:
+            principal, role_name = custody.caller_principal(identity["Arn"])
+        except custody.CustodyError as e:
+            if self.params["state"] == "present" and not self.params.get("controller_principals"):
+                self.module.fail_json(msg=str(e))
+            return
+        if role_name is not None:
+            iam = retrying_client(self.module, "iam")
+            try:
+                principal = iam.get_role(RoleName=role_name, aws_retry=True)["Role"]["Arn"]
+            except AWS_ERRORS as e:
+                if self.params["state"] == "present" and not self.params.get("controller_principals"):
+                    self.module.fail_json_aws(e, msg="Could not read the caller's role %s to derive controller_principals: "
+                                                     "set controller_principals to its ARN (with its path)" % role_name)
+                return
+        self.caller = principal
+
+    def controllers(self):
+        principals = sorted(set(self.params.get("controller_principals") or [self.caller]))
+        if self.caller is None or not custody.principal_covers(principals, self.caller):
+            self.module.fail_json(msg="controller_principals (%s) does not include the caller (%s): the bucket policy would lock "
+                                      "this run out of the key bucket. Add the caller's role to controller_principals"
+                                  % (", ".join(principals), self.caller or "unknown"))
+        return principals
 
     # --- bucket --------------------------------------------------------------------------------
     def bucket_exists(self):
         try:
-            self.s3.head_bucket(Bucket=self.bucket, aws_retry=True)
+            self.s3.head_bucket(Bucket=self.bucket, ExpectedBucketOwner=self.owner, aws_retry=True)
             return True
         except is_boto3_error_code(["404", "NoSuchBucket", "NotFound"]):
             return False
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:  # pylint: disable=duplicate-except
-            self.fail(e, "check the bucket")
+        except AWS_ERRORS as e:  # pylint: disable=duplicate-except
+            self.fail(e, "check the bucket (is it owned by account %s, expected_bucket_owner?)" % self.owner)
 
     def _get(self, method, missing_codes, what):
         try:
-            return getattr(self.s3, method)(Bucket=self.bucket, aws_retry=True)
+            return getattr(self.s3, method)(Bucket=self.bucket, ExpectedBucketOwner=self.owner, aws_retry=True)
         except is_boto3_error_code(missing_codes):
             return None
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:  # pylint: disable=duplicate-except
+        except AWS_ERRORS as e:  # pylint: disable=duplicate-except
             self.fail(e, "read the bucket's " + what)
 
     def bucket_state(self, exists):
         if not exists:
-            return {"exists": False, "versioning": None, "encryption": [], "public_access_block": {}, "policy": {}}
-        try:
-            versioning = self.s3.get_bucket_versioning(Bucket=self.bucket, aws_retry=True)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
-            self.fail(e, "read the bucket's versioning")
+            return {"exists": False, "versioning": None, "encryption": [], "public_access_block": {}, "ownership": None, "policy": {}}
+        problem = custody.copies_problem(
+            (self._get("get_bucket_replication", ["ReplicationConfigurationNotFoundError"], "replication") or {}).get("ReplicationConfiguration"),
+            (self._get("get_object_lock_configuration", ["ObjectLockConfigurationNotFoundError"], "object lock") or {}).get("ObjectLockConfiguration"),
+        )
+        if problem:
+            self.module.fail_json(msg="bucket %s cannot hold volume keys: %s" % (self.bucket, problem))
+        versioning = self.call("read the bucket's versioning", "get_bucket_versioning", Bucket=self.bucket)
         encryption = self._get("get_bucket_encryption", ["ServerSideEncryptionConfigurationNotFoundError"], "encryption") or {}
         pab = self._get("get_public_access_block", ["NoSuchPublicAccessBlockConfiguration"], "public access block") or {}
+        ownership = self._get("get_bucket_ownership_controls", ["OwnershipControlsNotFoundError"], "ownership controls") or {}
         policy = self._get("get_bucket_policy", ["NoSuchBucketPolicy"], "policy") or {}
+        rules = (ownership.get("OwnershipControls") or {}).get("Rules") or []
         return {
             "exists": True,
             "versioning": versioning.get("Status"),
             "encryption": (encryption.get("ServerSideEncryptionConfiguration") or {}).get("Rules", []),
             "public_access_block": pab.get("PublicAccessBlockConfiguration", {}),
+            "ownership": rules[0].get("ObjectOwnership") if rules else None,
             "policy": json.loads(policy["Policy"]) if policy.get("Policy") else {},
         }
 
-    def ensure_bucket(self):
-        before = self.bucket_state(self.bucket_exists())
+    def ensure_bucket(self, before, kms):
         after = copy.deepcopy(before)
         changes = []
         if not before["exists"]:
-            create = {"Bucket": self.bucket}
+            create = {"Bucket": self.bucket, "ObjectOwnership": "BucketOwnerEnforced"}
             if self.module.region and self.module.region != "us-east-1":
                 create["CreateBucketConfiguration"] = {"LocationConstraint": self.module.region}
-            self.write("create the bucket", "create_bucket", **create)
+            # CreateBucket is the one S3 call without ExpectedBucketOwner: the new bucket is the caller's
+            self.changed = True
+            if not self.module.check_mode:
+                try:
+                    self.s3.create_bucket(aws_retry=True, **create)
+                except AWS_ERRORS as e:
+                    self.fail(e, "create the bucket")
             after["exists"] = True
             changes.append("created")
         if before["versioning"] != "Enabled":
             self.write("enable versioning", "put_bucket_versioning", Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
             after["versioning"] = "Enabled"
             changes.append("versioning")
-        if encryption_needs_change(before["encryption"], self.params.get("kms_key_id")):
-            rules = [encryption_rule(self.params.get("kms_key_id"))]
-            self.write("set default encryption", "put_bucket_encryption", Bucket=self.bucket, ServerSideEncryptionConfiguration={"Rules": rules})
+        if custody.encryption_needs_change(before["encryption"], kms["arn"], [kms.get("id")]):
+            rules = [custody.encryption_rule(kms["arn"] or "(new key %s)" % kms["alias"])]
+            if kms["arn"]:
+                self.write("set default encryption", "put_bucket_encryption", Bucket=self.bucket, ServerSideEncryptionConfiguration={"Rules": rules})
+            else:
+                self.changed = True  # check mode, the KMS key would be created first
             after["encryption"] = rules
             changes.append("encryption")
         if any(not before["public_access_block"].get(k) for k in PUBLIC_ACCESS_BLOCK):
             self.write("block public access", "put_public_access_block", Bucket=self.bucket, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK)
             after["public_access_block"] = dict(PUBLIC_ACCESS_BLOCK)
             changes.append("public_access_block")
-        return before, after, changes
+        if after["exists"] and before["ownership"] != "BucketOwnerEnforced" and "created" not in changes:
+            self.write("disable ACLs (BucketOwnerEnforced)", "put_bucket_ownership_controls", Bucket=self.bucket, OwnershipControls=OWNERSHIP_CONTROLS)
+            changes.append("ownership_controls")
+        after["ownership"] = "BucketOwnerEnforced"
+        return after, changes
 
-    def ensure_tls_policy(self, before, after, changes):
-        """Merge the deny-non-TLS statement into the bucket policy (last: see deny_insecure_transport)."""
-        if not self.params["deny_insecure_transport"]:
-            return
-        wanted = merge_policy(before["policy"], tls_statement(self.partition, self.bucket))
-        if not before["policy"] or compare_policies(before["policy"], wanted):
+    def ensure_policy(self, before, after, changes, controllers):
+        wanted = custody.merge_bucket_policy(
+            before["policy"], custody.bucket_statements(self.partition, self.bucket, controllers, omit_conditioned_denies(self.params)))
+        if wanted is None:
+            if before["policy"]:
+                self.write("delete the bucket policy", "delete_bucket_policy", Bucket=self.bucket)
+                changes.append("policy")
+            after["policy"] = {}
+        elif not before["policy"] or compare_policies(before["policy"], wanted):
             self.write("put the bucket policy", "put_bucket_policy", Bucket=self.bucket, Policy=json.dumps(wanted))
             after["policy"] = wanted
             changes.append("policy")
 
+    # --- KMS -----------------------------------------------------------------------------------
+    def ensure_kms_key(self, controllers):
+        """{'arn', 'id', 'alias', 'changes'}: the key given in kms_key_id, or the bucket's dedicated key."""
+        kms = retrying_client(self.module, "kms")
+        given = self.params.get("kms_key_id")
+        alias = custody.kms_alias(self.bucket)
+        try:
+            found = kms.describe_key(KeyId=given or alias, aws_retry=True)["KeyMetadata"]
+        except is_boto3_error_code("NotFoundException"):
+            found = None
+        except AWS_ERRORS as e:  # pylint: disable=duplicate-except
+            self.fail(e, "read the KMS key %s" % (given or alias))
+        if given:
+            if found is None:
+                self.module.fail_json(msg="kms_key_id %s does not exist (or is not visible to the caller)" % given)
+            if found.get("KeyState") != "Enabled":
+                self.module.fail_json(msg="kms_key_id %s is %s, not Enabled" % (given, found.get("KeyState")))
+            return {"arn": found["Arn"], "id": found["KeyId"], "alias": None, "changes": []}
+
+        wanted = custody.kms_key_policy(self.partition, self.module.region, self.account, self.bucket, controllers)
+        if found is None:
+            self.changed = True
+            if self.module.check_mode:
+                return {"arn": None, "id": None, "alias": alias, "changes": ["kms_key"]}
+            try:
+                created = kms.create_key(
+                    Description="cloudefigo.core volume keys of s3://%s (only S3 uses it; see docs/key-custody.md)" % self.bucket,
+                    KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT", Policy=json.dumps(wanted),
+                    Tags=[{"TagKey": custody.TAG_KEY_BUCKET, "TagValue": self.bucket}], aws_retry=True)["KeyMetadata"]
+                kms.enable_key_rotation(KeyId=created["KeyId"], aws_retry=True)
+                kms.create_alias(AliasName=alias, TargetKeyId=created["KeyId"], aws_retry=True)
+            except AWS_ERRORS as e:
+                self.fail(e, "create the bucket's KMS key %s" % alias)
+            return {"arn": created["Arn"], "id": created["KeyId"], "alias": alias, "changes": ["kms_key"]}
+
+        try:
+            tags = dict((t["TagKey"], t["TagValue"]) for t in kms.list_resource_tags(KeyId=found["KeyId"], aws_retry=True).get("Tags", []))
+        except AWS_ERRORS as e:
+            self.fail(e, "read the tags of KMS key %s" % alias)
+        if tags.get(custody.TAG_KEY_BUCKET) != self.bucket:
+            self.module.fail_json(msg="%s names KMS key %s, which is not marked %s=%s (it is %r): refusing to use or rewrite it. "
+                                      "Set kms_key_id, or point the alias at the bucket's own key"
+                                  % (alias, found["Arn"], custody.TAG_KEY_BUCKET, self.bucket, tags.get(custody.TAG_KEY_BUCKET)))
+        if found.get("KeyState") != "Enabled":
+            self.module.fail_json(msg="the bucket's KMS key %s (%s) is %s, not Enabled" % (alias, found["Arn"], found.get("KeyState")))
+        changes = []
+        try:
+            current = json.loads(kms.get_key_policy(KeyId=found["KeyId"], PolicyName="default", aws_retry=True)["Policy"])
+        except AWS_ERRORS as e:
+            self.fail(e, "read the key policy of %s" % alias)
+        if compare_policies(current, wanted):
+            self.write("put the key policy of %s" % alias, "put_key_policy", client=kms, KeyId=found["KeyId"], PolicyName="default",
+                       Policy=json.dumps(wanted))
+            changes.append("kms_key_policy")
+        return {"arn": found["Arn"], "id": found["KeyId"], "alias": alias, "changes": changes}
+
     # --- the key object ------------------------------------------------------------------------
-    def head(self):
-        """The key's current version (head_object response) or None when there is none."""
-        try:
-            return self.s3.head_object(Bucket=self.bucket, Key=self.key, aws_retry=True)
-        except is_boto3_error_code(["404", "NoSuchKey", "NotFound", "NoSuchBucket"]):
-            return None
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:  # pylint: disable=duplicate-except
-            self.fail(e, "read the key object's metadata")
-
-    def object_tags(self):
-        try:
-            return tag_dict(self.s3.get_object_tagging(Bucket=self.bucket, Key=self.key, aws_retry=True).get("TagSet"))
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
-            self.fail(e, "read the key object's tags")
-
-    def versions(self):
-        """(versions, delete markers) of exactly this key: [{'Key', 'VersionId'}]."""
+    def versions(self, missing_bucket_ok):
+        """(versions, delete markers) of exactly this key, newest first: [{'Key', 'VersionId', 'IsLatest', 'Size'}]."""
         versions, markers = [], []
         try:
-            for page in self.s3.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=self.key):
-                versions += [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", []) if v["Key"] == self.key]
-                markers += [{"Key": m["Key"], "VersionId": m["VersionId"]} for m in page.get("DeleteMarkers", []) if m["Key"] == self.key]
+            pages = self.s3.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=self.key, ExpectedBucketOwner=self.owner)
+            for page in pages:
+                versions += [dict((k, v.get(k)) for k in ("Key", "VersionId", "IsLatest", "Size", "LastModified"))
+                             for v in page.get("Versions", []) if v["Key"] == self.key]
+                markers += [dict((k, m.get(k)) for k in ("Key", "VersionId", "IsLatest", "LastModified"))
+                            for m in page.get("DeleteMarkers", []) if m["Key"] == self.key]
         except is_boto3_error_code("NoSuchBucket"):
-            return [], []
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:  # pylint: disable=duplicate-except
-            self.fail(e, "list the key object's versions")
+            if missing_bucket_ok:
+                return [], []
+            self.module.fail_json(msg="bucket %s disappeared while reading %s" % (self.bucket, self.key))
+        except AWS_ERRORS as e:  # pylint: disable=duplicate-except
+            self.fail(e, "list the key object's versions (a failed lookup is never taken for 'no key')")
         return versions, markers
 
-    def put_new_key(self):
-        """Conditional upload: S3 refuses it (412) if an object appeared meanwhile. True if written."""
+    def version_tags(self, version_id):
+        return tag_dict(self.call("read the tags of version %s" % version_id, "get_object_tagging",
+                                  Bucket=self.bucket, Key=self.key, VersionId=version_id).get("TagSet"))
+
+    def decide(self, tags, launch_id, what):
+        try:
+            return custody.ownership(tags, self.params["instance_id"], launch_id, self.params.get("adopt_instance_id"), what)
+        except custody.CustodyError as e:
+            self.module.fail_json(msg=str(e))
+
+    def put_new_key(self, kms_arn, tags):
+        """Conditional upload: S3 refuses it (412) if an object appeared meanwhile. The put_object answer, or None."""
         kwargs = {
             "Bucket": self.bucket,
             "Key": self.key,
             "Body": new_key(self.params["key_bytes"]),
             "IfNoneMatch": "*",
             "ContentType": "application/octet-stream",
+            "ServerSideEncryption": "aws:kms",
+            "SSEKMSKeyId": kms_arn,
+            "BucketKeyEnabled": False,
+            "Tagging": urlencode(sorted(tags.items())),
+            "ExpectedBucketOwner": self.owner,
         }
-        if self.params.get("kms_key_id"):
-            kwargs.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=self.params["kms_key_id"])
-        else:
-            kwargs["ServerSideEncryption"] = "AES256"
-        if self.params.get("tags"):
-            kwargs["Tagging"] = urlencode(sorted((k, str(v)) for k, v in self.params["tags"].items()))
         try:
-            self.s3.put_object(aws_retry=True, **kwargs)
-            return True
+            return self.s3.put_object(aws_retry=True, **kwargs)
         except is_boto3_error_code(["PreconditionFailed", "ConditionalRequestConflict"]):
-            return False
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:  # pylint: disable=duplicate-except
+            self.module.fail_json(msg="%s appeared while this run was creating it (another run?): run again to check its owner" % self.where)
+        except AWS_ERRORS as e:  # pylint: disable=duplicate-except
             self.fail(e, "write the new key")
         finally:
             kwargs.pop("Body", None)
 
-    def present(self):
-        bucket_before, bucket_after, bucket_changes = self.ensure_bucket()
-        current = self.head() if bucket_before["exists"] else None
-        before = {"bucket": bucket_before, "key": _key_view(current)}
-        created = False
-        if current is None:
-            if bucket_before["exists"]:
-                versions, markers = self.versions()
-                if versions or markers:
-                    self.module.warn(
-                        "object %s has no current version but %d older version(s) and %d delete marker(s): writing a new key on top; "
-                        "use state=absent to shred the old ones" % (self.key, len(versions), len(markers))
-                    )
-            self.changed = True
-            if not self.module.check_mode:
-                created = self.put_new_key()
-                current = self.head()
-                if current is None:
-                    self.module.fail_json(msg="object %s: the new key was written but cannot be read back (bucket %s)" % (self.key, self.bucket))
-            else:
-                created = True
-        elif current.get("ContentLength") != self.params["key_bytes"]:
-            self.module.warn(
-                "object %s holds a %s-byte key, not key_bytes=%d; it is kept (never overwritten)"
-                % (self.key, current.get("ContentLength"), self.params["key_bytes"])
-            )
-        if current is not None and self.params.get("kms_key_id") and current.get("ServerSideEncryption") != "aws:kms":
-            self.module.warn("object %s is not encrypted with SSE-KMS although kms_key_id is set; it is kept as it is (never rewritten)" % self.key)
-
-        wanted = None if self.params.get("tags") is None else {k: str(v) for k, v in self.params["tags"].items()}
-        if current is None:  # check mode, key to be created
-            tags = wanted or {}
+    def wanted_tags(self, current, marks):
+        user = self.params.get("tags")
+        if user is None:
+            wanted = dict(current)
         else:
-            tags = self.object_tags()
-            if wanted is not None and not created:
-                to_set, to_unset = compare_aws_tags(tags, wanted, purge_tags=self.params["purge_tags"])
-                if to_set or to_unset:
-                    tags = {k: v for k, v in tags.items() if k not in to_unset}
-                    tags.update(to_set)
-                    self.write("tag the key object", "put_object_tagging", Bucket=self.bucket, Key=self.key,
-                               VersionId=current["VersionId"], Tagging={"TagSet": boto3_tags(tags)})
-        self.ensure_tls_policy(bucket_before, bucket_after, bucket_changes)
-        after = {"bucket": bucket_after, "key": _key_view(current) if current else {"exists": True, "version_id": None}}
+            user = dict((k, str(v)) for k, v in user.items())
+            wanted = user if self.params["purge_tags"] else dict(current, **user)
+        wanted.update(marks)  # the marks are never purged or changed by `tags`
+        return wanted
+
+    def present(self):
+        self.identify()
+        controllers = self.controllers()
+        bucket_before = self.bucket_state(self.bucket_exists())
+
+        arn = custody.instance_arn(self.partition, self.module.region, self.account, self.params["instance_id"])
+        marks = custody.marks(self.params["instance_id"], self.params["launch_id"], arn)
+        problem = custody.user_tags_problem(self.params.get("tags"), marks)
+        if problem:
+            self.module.fail_json(msg=problem)
+
+        # Whose name is this? Decided (reads only) before anything is written, so a refusal leaves
+        # the bucket, the KMS key and the key as they were.
+        versions, markers = self.versions(missing_bucket_ok=True) if bucket_before["exists"] else ([], [])
+        current = next((v for v in versions if v["IsLatest"]), None)
+        tags = {}
+        decision = None
+        if current is not None:
+            tags = self.version_tags(current["VersionId"])
+            decision = self.decide(tags, self.params["launch_id"], "key %s" % self.where)
+        elif versions:
+            # no current version (a delete marker on top): the newest old version says whose name this is
+            newest = max(versions, key=lambda v: v.get("LastModified") or 0)
+            decision = self.decide(self.version_tags(newest["VersionId"]), self.params["launch_id"],
+                                   "the older versions of %s (no current version)" % self.where)
+        before = {"bucket": bucket_before, "key": _key_view(current, tags)}
+
+        kms = self.ensure_kms_key(controllers)
+        bucket_after, bucket_changes = self.ensure_bucket(bucket_before, kms)
+        bucket_changes = kms["changes"] + bucket_changes
+        # then the bucket policy, then the key: a key never sits in the bucket before the policy that guards it
+        self.ensure_policy(bucket_before, bucket_after, bucket_changes, controllers)
+
+        created = False
+        result_tags = self.wanted_tags(tags, marks)
+        encryption = None
+        if current is None:
+            if versions or markers:
+                self.module.warn(
+                    "object %s has no current version but %d older version(s) and %d delete marker(s): writing a new key on top; "
+                    "use state=absent to shred the old ones" % (self.key, len(versions), len(markers)))
+            self.changed = True
+            created = True
+            encryption = "aws:kms"
+            if not self.module.check_mode:
+                answer = self.put_new_key(kms["arn"], result_tags)
+                encryption = answer.get("ServerSideEncryption")
+                versions, markers = self.versions(missing_bucket_ok=False)
+                current = next((v for v in versions if v["IsLatest"]), None)
+                if current is None:
+                    self.module.fail_json(msg="object %s: the new key was written but is not listed (bucket %s)" % (self.key, self.bucket))
+        else:
+            if current.get("Size") != self.params["key_bytes"]:
+                self.module.warn("object %s holds a %s-byte key, not key_bytes=%d; it is kept (never overwritten)"
+                                 % (self.key, current.get("Size"), self.params["key_bytes"]))
+            if result_tags != tags:
+                if decision == "adopt":
+                    self.module.warn("adopting %s for instance %s, launch %s (adopt_instance_id)"
+                                     % (self.where, self.params["instance_id"], self.params["launch_id"]))
+                self.write("tag the key object", "put_object_tagging", Bucket=self.bucket, Key=self.key,
+                           VersionId=current["VersionId"], Tagging={"TagSet": boto3_tags(result_tags)})
+        after = {"bucket": bucket_after, "key": _key_view(current, result_tags) if current else {"exists": True, "version_id": None, "tags": result_tags}}
         return {
             "created": created,
+            "adopted": decision == "adopt",
             "version_id": current.get("VersionId") if current else None,
-            "size": current.get("ContentLength") if current else (self.params["key_bytes"] if created else None),
-            "encryption": current.get("ServerSideEncryption") if current else ("aws:kms" if self.params.get("kms_key_id") else "AES256"),
-            "tags": tags,
+            "size": current.get("Size") if current else self.params["key_bytes"],
+            "encryption": encryption,
+            "tags": result_tags,
             "bucket_changes": bucket_changes,
+            "kms_key_arn": kms["arn"],
+            "expected_bucket_owner": self.owner,
+            "controller_principals": controllers,
         }, before, after
 
     def absent(self):
-        versions, markers = self.versions()
+        self.identify()
+        versions, markers = self.versions(missing_bucket_ok=True)
+        # every version must be this instance's (and launch's, when given) before anything is deleted
+        adopted = False
+        for version in versions:
+            decision = self.decide(self.version_tags(version["VersionId"]), self.params.get("launch_id"),
+                                   "version %s of %s" % (version["VersionId"], self.where))
+            adopted = adopted or decision == "adopt"
         before = {"versions": [v["VersionId"] for v in versions], "delete_markers": [m["VersionId"] for m in markers]}
-        everything = versions + markers
+        everything = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions + markers]
         if everything:
             self.changed = True
         if everything and not self.module.check_mode:
             for start in range(0, len(everything), 1000):
                 batch = everything[start:start + 1000]
-                try:
-                    answer = self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}, aws_retry=True)
-                except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
-                    self.fail(e, "delete the key's versions")
+                answer = self.call("delete the key's versions", "delete_objects", Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
                 errors = answer.get("Errors") or []
                 if errors:
                     self.module.fail_json(
@@ -514,27 +770,25 @@ class VolumeKey:
                         % (len(errors), self.key, self.bucket, errors[0].get("Message", errors[0].get("Code"))),
                         errors=errors,
                     )
-            left, left_markers = self.versions()
+            left, left_markers = self.versions(missing_bucket_ok=True)
             if left or left_markers:
                 self.module.fail_json(msg="object %s still has %d version(s) and %d delete marker(s) after deletion" % (self.key, len(left), len(left_markers)))
         return {
             "created": False,
+            "adopted": adopted,
             "version_id": None,
             "size": None,
             "deleted_versions": len(versions),
             "deleted_delete_markers": len(markers),
+            "kms_key_arn": None,
+            "expected_bucket_owner": self.owner,
         }, before, {"versions": [], "delete_markers": []}
 
 
-def _key_view(head):
-    if head is None:
+def _key_view(version, tags):
+    if version is None:
         return {"exists": False}
-    return {
-        "exists": True,
-        "version_id": head.get("VersionId"),
-        "size": head.get("ContentLength"),
-        "encryption": head.get("ServerSideEncryption"),
-    }
+    return {"exists": True, "version_id": version.get("VersionId"), "size": version.get("Size"), "tags": tags}
 
 
 def main():
@@ -542,11 +796,17 @@ def main():
         bucket=dict(type="str", required=True),
         object=dict(type="str", required=True),
         state=dict(type="str", default="present", choices=["present", "absent"]),
+        instance_id=dict(type="str", required=True),
+        launch_id=dict(type="str"),
+        adopt_instance_id=dict(type="str"),
         key_bytes=dict(type="int", default=64, no_log=False),
         kms_key_id=dict(type="str", no_log=False),
+        controller_principals=dict(type="list", elements="str"),
+        expected_bucket_owner=dict(type="str"),
         tags=dict(type="dict"),
         purge_tags=dict(type="bool", default=True),
-        deny_insecure_transport=dict(type="bool", default=True),
+        omit_conditioned_denies=dict(type="bool", default=False),
+        deny_insecure_transport=dict(type="bool", removed_in_version="0.3.0", removed_from_collection="cloudefigo.core"),
     )
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     try:

@@ -16,8 +16,9 @@ How the enforcement test works, and what it cannot show (moto 5.2, measured):
   (network, IMDSv1, no VPC endpoint) would be taken as always met: the roles here are written
   with ``omit_conditioned_denies``.  The binding is asserted on the document; what the full
   documents allow and deny is evaluated with an IAM simulator in test_instance_role_sim.py.
-- Moto applies a bucket policy's Deny but ignores its Bool condition, so volume_key runs with
-  ``deny_insecure_transport: false`` here (the statement itself is tested in the volume_key target).
+- Moto applies a bucket policy's Deny statements without evaluating their conditions, so volume_key
+  runs with the lab switch ``omit_conditioned_denies: true`` here too (the statements are tested in
+  the volume_key target and unit tests, and evaluated by the IAM simulator in test_key_custody_sim.py).
 """
 import base64
 import json
@@ -55,8 +56,13 @@ def write_play(tmp_path, tasks, name="play.yml"):
     return str(path)
 
 
+KEY_OWNERS = {WEB_KEY: "i-0123456789abcdef0", DB_KEY: "i-0123456789abcdef1"}
+
+
 def key_task(name, obj, **extra):
-    args = {"bucket": BUCKET, "object": obj, "deny_insecure_transport": False}
+    # the lab switch: moto applies the bucket policy's conditioned Deny statements unconditionally
+    args = {"bucket": BUCKET, "object": obj, "instance_id": KEY_OWNERS.get(obj, "i-0123456789abcdef2"),
+            "launch_id": "lp-launch", "omit_conditioned_denies": True}
     args.update(extra)
     return {"name": name, "cloudefigo.core.volume_key": args, "register": "out"}
 
@@ -209,7 +215,7 @@ def test_volume_key_never_overwrites_and_shreds_every_version(aws, playbook, tmp
     assert len(key) == 64
     for shown in (key.hex(), base64.b64encode(key).decode(), repr(key)):
         assert shown not in result.stdout, "the key bytes appear in the playbook output"
-    assert s3.head_object(Bucket=BUCKET, Key=WEB_KEY)["ServerSideEncryption"] == "AES256"
+    assert s3.head_object(Bucket=BUCKET, Key=WEB_KEY)["ServerSideEncryption"] == "aws:kms"
     assert s3.get_bucket_versioning(Bucket=BUCKET)["Status"] == "Enabled"
 
     # A plain delete leaves a marker on top of the old version; present then writes a new key on

@@ -76,36 +76,44 @@ class LocalSource:
             yield page
 
 
-def _read_object(client, bucket, key):
+def _owner_kwargs(expected_bucket_owner):
+    return {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+
+
+def _read_object(client, bucket, key, expected_bucket_owner=None):
     def read():
-        return client.get_object(Bucket=bucket, Key=key, aws_retry=True)["Body"].read()
+        return client.get_object(Bucket=bucket, Key=key, aws_retry=True, **_owner_kwargs(expected_bucket_owner))["Body"].read()
     return read
 
 
 class S3Source:
     """CloudTrail log objects of one bucket under a prefix, every account and region, org trails too.
 
-    Listed one page (1,000 keys) at a time so memory does not grow with the bucket.
+    Listed one page (1,000 keys) at a time so memory does not grow with the bucket.  With
+    ``expected_bucket_owner`` (an account id) every request carries ``ExpectedBucketOwner``: S3
+    answers 403 instead of serving a same-named bucket of another account.
     """
 
-    def __init__(self, client, bucket, prefix=""):
+    def __init__(self, client, bucket, prefix="", expected_bucket_owner=None):
         self.client = client
         self.bucket = bucket
         self.prefix = prefix or ""
+        self.expected_bucket_owner = expected_bucket_owner
 
     def describe(self):
         return "s3://%s/%s" % (self.bucket, self.prefix)
 
     def pages(self):
         paginator = self.client.get_paginator("list_objects_v2")
-        for response in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+        owner = _owner_kwargs(self.expected_bucket_owner)
+        for response in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix, **owner):
             page = []
             for item in response.get("Contents", []):
                 key = item["Key"]
                 if not S3_LOG_KEY.search(key):
                     continue
                 page.append(LogFile("s3://%s/%s" % (self.bucket, key), item.get("ETag", "").strip('"'),
-                                    item.get("Size"), _read_object(self.client, self.bucket, key)))
+                                    item.get("Size"), _read_object(self.client, self.bucket, key, self.expected_bucket_owner)))
             if page:
                 yield page
 

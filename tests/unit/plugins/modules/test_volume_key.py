@@ -1,25 +1,58 @@
-"""Unit tests for cloudefigo.core.volume_key: validation, bucket policy merge, key generation (no AWS)."""
+"""Unit tests for cloudefigo.core.volume_key: validation, the lab switch, ownership and lookups (no AWS)."""
 
 import pytest
+from botocore.exceptions import ClientError
 
+from ansible_collections.cloudefigo.core.plugins.module_utils import _key_custody as kc
 from ansible_collections.cloudefigo.core.plugins.modules import volume_key as vk
 
+IID = "i-0123456789abcdef0"
+BASE = {"bucket": "keys", "object": "k", "instance_id": IID, "launch_id": "l1"}
 
-@pytest.mark.parametrize("args, option, text", [
-    ({"bucket": "Bad_Bucket", "object": "k"}, "bucket", "not a valid S3 bucket name"),
-    ({"bucket": "xn--keys", "object": "k"}, "bucket", "reserves"),
-    ({"bucket": "keys..x", "object": "k"}, "bucket", "adjacent"),
-    ({"bucket": "keys", "object": ""}, "object", "it is empty"),
-    ({"bucket": "keys", "object": "k", "key_bytes": 16}, "key_bytes", "at least 256 bits"),
-    ({"bucket": "keys", "object": "k", "key_bytes": 100000}, "key_bytes", "between 32 and 8192"),
-    ({"bucket": "keys", "object": "k", "state": "shredded"}, "state", "must be one of"),
-    ({"bucket": "keys", "object": "k", "kms_key_id": " "}, "kms_key_id", "empty"),
+
+def args(**extra):
+    out = dict(BASE)
+    out.update(extra)
+    return out
+
+
+@pytest.mark.parametrize("extra, option, text", [
+    ({"bucket": "Bad_Bucket"}, "bucket", "not a valid S3 bucket name"),
+    ({"bucket": "xn--keys"}, "bucket", "reserves"),
+    ({"bucket": "keys..x"}, "bucket", "adjacent"),
+    ({"object": ""}, "object", "it is empty"),
+    ({"key_bytes": 16}, "key_bytes", "at least 256 bits"),
+    ({"key_bytes": 100000}, "key_bytes", "between 32 and 8192"),
+    ({"state": "shredded"}, "state", "must be one of"),
+    ({"kms_key_id": " "}, "kms_key_id", "empty"),
+    ({"instance_id": "web-01"}, "instance_id", "EC2 instance id"),
+    ({"launch_id": None}, "launch_id", "required with state=present"),
+    ({"launch_id": "has spaces"}, "launch_id", "1-128 characters"),
+    ({"adopt_instance_id": "i-0fedcba9876543210"}, "adopt_instance_id", "must equal instance_id"),
+    ({"expected_bucket_owner": "12"}, "expected_bucket_owner", "12-digit"),
+    ({"controller_principals": ["arn:aws:sts::123456789012:assumed-role/c/s"]}, "controller_principals", "not an IAM role"),
+    ({"controller_principals": []}, "controller_principals", "empty"),
+    ({"omit_conditioned_denies": True, "endpoint_url": None}, "omit_conditioned_denies", "endpoint_url"),
+    ({"deny_insecure_transport": False, "endpoint_url": None}, "omit_conditioned_denies", "endpoint_url"),
+    ({"deny_insecure_transport": True, "omit_conditioned_denies": True}, "deny_insecure_transport", "contradicts"),
 ])
-def test_main_fails_naming_option(run_aws_main, args, option, text):
-    result = run_aws_main(vk.main, **args)
+def test_main_fails_naming_option(run_aws_main, extra, option, text):
+    result = run_aws_main(vk.main, **args(**extra))
     assert result["failed"] is True
-    assert option in result["msg"] and text in result["msg"]
+    assert option in result["msg"] and text in result["msg"], result["msg"]
     assert "exception" not in result
+
+
+def test_absent_does_not_need_a_launch_id():
+    params = dict(args(state="absent", launch_id=None), key_bytes=64, kms_key_id=None, endpoint_url=None)
+    vk.validate(params)  # no exception
+
+
+def test_deprecated_alias_is_the_lab_switch():
+    assert vk.omit_conditioned_denies({"deny_insecure_transport": False})
+    assert not vk.omit_conditioned_denies({"deny_insecure_transport": True})
+    assert not vk.omit_conditioned_denies({"deny_insecure_transport": None, "omit_conditioned_denies": False})
+    assert vk.omit_conditioned_denies({"deny_insecure_transport": None, "omit_conditioned_denies": True})
 
 
 def test_new_key_is_random_and_sized():
@@ -28,39 +61,112 @@ def test_new_key_is_random_and_sized():
     assert first != second
 
 
-def test_tls_statement():
-    statement = vk.tls_statement("aws", "keys")
-    assert statement["Effect"] == "Deny" and statement["Principal"] == "*" and statement["Action"] == "s3:*"
-    assert statement["Resource"] == ["arn:aws:s3:::keys", "arn:aws:s3:::keys/*"]
-    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+# --- the module's decisions, with a stub module and stub S3 ---------------------------------------
+class Stop(Exception):
+    pass
 
 
-def test_merge_policy_keeps_other_statements_and_replaces_by_sid():
-    other = {"Sid": "AllowBackup", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:role/b"}, "Action": "s3:GetObject",
-             "Resource": "arn:aws:s3:::keys/*"}
-    stale = dict(vk.tls_statement("aws", "keys"), Resource="arn:aws:s3:::keys")
-    merged = vk.merge_policy({"Version": "2012-10-17", "Statement": [other, stale]}, vk.tls_statement("aws", "keys"))
-    assert merged["Statement"] == [other, vk.tls_statement("aws", "keys")]
+class StubModule:
+    check_mode = False
+    region = "us-east-1"
+
+    def __init__(self, **params):
+        self.params = dict(args(**params), adopt_instance_id=params.get("adopt_instance_id"), tags=None, purge_tags=True,
+                           key_bytes=64, expected_bucket_owner=None)
+        self.failed = None
+
+    def fail_json(self, **kwargs):
+        self.failed = kwargs
+        raise Stop(kwargs["msg"])
+
+    def fail_json_aws(self, error, msg):
+        self.fail_json(msg="%s: %s" % (msg, error))
+
+    def warn(self, msg):
+        pass
 
 
-def test_merge_policy_single_statement_dict_and_empty():
-    other = {"Sid": "X", "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteBucket", "Resource": "arn:aws:s3:::keys"}
-    assert vk.merge_policy({"Statement": other}, vk.tls_statement("aws", "keys"))["Statement"][0] == other
-    assert vk.merge_policy({}, vk.tls_statement("aws", "keys"))["Statement"] == [vk.tls_statement("aws", "keys")]
+def denied(operation):
+    return ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, operation)
 
 
-@pytest.mark.parametrize("rules, kms, needed", [
-    ([], None, True),
-    ([{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}], None, False),
-    ([{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "k1"}}], None, False),
-    ([{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}], "k1", True),
-    ([{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "k1"}}], "k1", False),
-    ([{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "k2"}}], "k1", True),
-])
-def test_encryption_needs_change(rules, kms, needed):
-    assert vk.encryption_needs_change(rules, kms) is needed
+class StubS3:
+    def __init__(self, versions=(), tags=None, list_error=None):
+        self._versions = list(versions)
+        self._tags = tags or {}
+        self.list_error = list_error
+        self.calls = []
+
+    def get_paginator(self, name):
+        stub = self
+
+        class Pages:
+            def paginate(self, **kwargs):
+                stub.calls.append(("list_object_versions", kwargs))
+                if stub.list_error:
+                    raise stub.list_error
+                return [{"Versions": stub._versions}]
+        return Pages()
+
+    def get_object_tagging(self, **kwargs):
+        self.calls.append(("get_object_tagging", kwargs))
+        return {"TagSet": [{"Key": k, "Value": v} for k, v in self._tags.get(kwargs["VersionId"], {}).items()]}
+
+    def delete_objects(self, **kwargs):
+        self.calls.append(("delete_objects", kwargs))
+        self._versions = []
+        return {}
 
 
-def test_encryption_rule():
-    assert vk.encryption_rule(None) == {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
-    assert vk.encryption_rule("k1")["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "k1"}
+def manager(module, s3):
+    key = vk.VolumeKey.__new__(vk.VolumeKey)
+    key.module, key.params, key.s3 = module, module.params, s3
+    key.bucket, key.key, key.partition, key.changed = "keys", "k", "aws", False
+    key.account = key.owner = "123456789012"
+    key.caller = None
+    key.identify = lambda: None
+    return key
+
+
+def version(vid):
+    return {"Key": "k", "VersionId": vid, "IsLatest": vid == "v2", "Size": 64}
+
+
+def test_absent_treats_a_lookup_error_as_a_stop_never_as_no_key():
+    module = StubModule(state="absent")
+    s3 = StubS3(list_error=denied("ListObjectVersions"))
+    with pytest.raises(Stop) as err:
+        manager(module, s3).absent()
+    assert "never taken for 'no key'" in str(err.value)
+    assert not any(call[0] == "delete_objects" for call in s3.calls)
+
+
+def test_absent_refuses_when_any_version_is_another_instances():
+    module = StubModule(state="absent", launch_id=None)
+    tags = {"v1": kc.marks("i-0fedcba9876543210", "l0", "arn"), "v2": kc.marks(IID, "l1", "arn")}
+    s3 = StubS3([version("v2"), version("v1")], tags)
+    with pytest.raises(Stop) as err:
+        manager(module, s3).absent()
+    assert "version v1" in str(err.value) and "owned by instance i-0fedcba9876543210" in str(err.value)
+    assert not any(call[0] == "delete_objects" for call in s3.calls)
+
+
+def test_absent_shreds_every_own_version_with_expected_bucket_owner():
+    module = StubModule(state="absent")
+    tags = {"v1": kc.marks(IID, "l1", "arn"), "v2": kc.marks(IID, "l1", "arn")}
+    s3 = StubS3([version("v2"), version("v1")], tags)
+    result, before, after = manager(module, s3).absent()
+    assert result["deleted_versions"] == 2
+    deletes = [kwargs for name, kwargs in s3.calls if name == "delete_objects"]
+    assert [o["VersionId"] for o in deletes[0]["Delete"]["Objects"]] == ["v2", "v1"]
+    for name, kwargs in s3.calls:
+        assert kwargs.get("ExpectedBucketOwner") == "123456789012", name
+
+
+def test_absent_refuses_unmarked_versions_unless_adopted():
+    s3 = StubS3([version("v2")], {"v2": {"Name": "legacy"}})
+    with pytest.raises(Stop) as err:
+        manager(StubModule(state="absent"), s3).absent()
+    assert "adopt_instance_id" in str(err.value)
+    result, before, after = manager(StubModule(state="absent", adopt_instance_id=IID), s3).absent()
+    assert result["adopted"] and result["deleted_versions"] == 1

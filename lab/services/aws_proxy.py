@@ -1,0 +1,273 @@
+"""AWS proxy: a small HTTP proxy in front of moto that records every request.
+
+Why: moto ignores some of what the collection must send (``x-amz-expected-bucket-owner`` above all)
+and lacks some of what the instance needs (the IMDS identity document).  The proxy forwards every
+request to moto unchanged (the ``Host`` header too, so SigV4 signatures still match) and records
+method, path, query, headers, the AWS service (from the SigV4 scope), body size and status --
+never the body: key material passes through here.
+
+Contract (pinned by tests/integration/test_aws_proxy.py):
+- env from ``lab/lab up``: ``LAB_AWS_PROXY_ENDPOINT`` (use it as ``endpoint_url``),
+  ``LAB_AWS_PROXY_ENDPOINT_FROM_VM``, ``LAB_AWS_PROXY_LOG`` (JSON lines, one per request);
+  ``LAB_AWS_ENDPOINT`` stays moto's own URL.
+- control endpoints (never forwarded, never recorded), under ``/_lab/proxy/``:
+  ``GET health`` -> ``{"ok": true, "upstream": ...}``; ``GET requests`` -> ``{"requests": [...]}``
+  (recorded since the last reset, oldest first); ``POST reset`` -> forgets them (the log file too).
+- a record: ``{"seq", "time", "method", "path", "query", "params", "headers", "service",
+  "body_bytes", "status", "answered_by"}``; ``headers`` has lower-case names; ``answered_by`` is
+  ``"moto"`` or the name of the behaviour that answered.
+- behaviours: ``BEHAVIOURS`` is a list of ``(name, function)``; each function takes the
+  ``Request`` and returns a ``Response`` to answer without moto, or None to pass.  They run in
+  order before forwarding.  Later lab needs (IMDS user data, lifecycle actions, injected latency
+  or failures) are added here as behaviours, with a line in the contract test.
+
+Run by the lab as ``python -m services.aws_proxy --upstream URL --port N --log FILE`` (cwd lab/).
+"""
+import argparse
+import http.client
+import json
+import os
+import re
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+NAME = "aws_proxy"
+CONTROL = "/_lab/proxy/"
+LAB_ACCOUNT = "123456789012"  # moto's default account
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+              "transfer-encoding", "upgrade", "expect"}
+SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
+
+
+class Request:
+    """What a behaviour sees: method, path, query (raw), params (parsed), headers (lower-case), body."""
+
+    def __init__(self, method, target, headers, body):
+        parts = urllib.parse.urlsplit(target)
+        self.method = method
+        self.target = target
+        self.path = parts.path
+        self.query = parts.query
+        self.params = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
+        self.headers = dict((k.lower(), v) for k, v in headers.items())
+        self.body = body
+
+    @property
+    def service(self):
+        match = SCOPE.search(self.headers.get("authorization", ""))
+        if match:
+            return match.group(2)
+        if self.path.startswith("/latest/"):
+            return "imds"
+        return None
+
+
+class Response:
+    def __init__(self, status, body=b"", headers=None):
+        self.status = status
+        self.body = body if isinstance(body, bytes) else body.encode()
+        self.headers = dict(headers or {})
+
+
+# --- behaviours --------------------------------------------------------------------------------
+def imds_identity_document(request):
+    """IMDS /latest/dynamic/instance-identity/document (moto does not serve it)."""
+    if request.method != "GET" or request.path != "/latest/dynamic/instance-identity/document":
+        return None
+    document = {"accountId": LAB_ACCOUNT, "region": "us-east-1", "availabilityZone": "us-east-1a",
+                "instanceId": "i-fake", "imageId": "ami-moto-virtual", "instanceType": "moto.virtual",
+                "architecture": "x86_64", "privateIp": "127.0.0.1", "version": "2017-09-30"}
+    return Response(200, json.dumps(document), {"Content-Type": "application/json"})
+
+
+BEHAVIOURS = [("imds_identity_document", imds_identity_document)]
+
+
+# --- the server --------------------------------------------------------------------------------
+class Recorder:
+    def __init__(self, log_path):
+        self.log_path = log_path
+        self.lock = threading.Lock()
+        self.records = []
+        self.seq = 0
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.records = []
+            if self.log_path:
+                open(self.log_path, "w").close()
+
+    def add(self, record):
+        with self.lock:
+            self.seq += 1
+            record["seq"] = self.seq
+            self.records.append(record)
+            if self.log_path:
+                with open(self.log_path, "a") as handle:
+                    handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.records)
+
+
+def make_handler(upstream, recorder, behaviours):
+    up = urllib.parse.urlsplit(upstream)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "cloudefigo-lab-aws-proxy"
+
+        def log_message(self, fmt, *args):  # the recorder is the log
+            pass
+
+        def _body(self):
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                chunks = []
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass
+                        break
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+                return b"".join(chunks)
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+
+        def _send(self, response, head=False):
+            self.send_response(response.status)
+            sent_length = False
+            for key, value in response.headers.items():
+                if key.lower() in HOP_BY_HOP:
+                    continue
+                if key.lower() == "content-length":
+                    if not head:
+                        continue
+                    sent_length = True
+                self.send_header(key, value)
+            if not head or not sent_length:
+                self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            if not head and response.body:
+                self.wfile.write(response.body)
+
+        def _control(self, request):
+            name = request.path[len(CONTROL):]
+            if request.method == "GET" and name == "health":
+                return Response(200, json.dumps({"ok": True, "upstream": upstream}), {"Content-Type": "application/json"})
+            if request.method == "GET" and name == "requests":
+                return Response(200, json.dumps({"requests": recorder.snapshot()}), {"Content-Type": "application/json"})
+            if request.method == "POST" and name == "reset":
+                recorder.reset()
+                return Response(200, json.dumps({"ok": True}), {"Content-Type": "application/json"})
+            return Response(404, json.dumps({"error": "no such control endpoint: %s" % request.path}))
+
+        def _forward(self, request):
+            conn = http.client.HTTPConnection(up.hostname, up.port, timeout=300)
+            try:
+                headers = dict((k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP)
+                if request.body or request.method in ("PUT", "POST"):
+                    headers = dict((k, v) for k, v in headers.items() if k.lower() != "content-length")
+                    headers["Content-Length"] = str(len(request.body))
+                conn.request(request.method, request.target, body=request.body or None, headers=headers)
+                answer = conn.getresponse()
+                body = answer.read()
+                return Response(answer.status, body, answer.getheaders())
+            finally:
+                conn.close()
+
+        def _handle(self):
+            request = Request(self.command, self.path, self.headers, self._body())
+            head = self.command == "HEAD"
+            if request.path.startswith(CONTROL):
+                self._send(self._control(request), head)
+                return
+            answered_by, response = "moto", None
+            for name, behaviour in behaviours:
+                response = behaviour(request)
+                if response is not None:
+                    answered_by = name
+                    break
+            if response is None:
+                try:
+                    response = self._forward(request)
+                except OSError as exc:
+                    response = Response(502, "aws_proxy: upstream %s: %s" % (upstream, exc))
+                    answered_by = "proxy-error"
+            recorder.add({
+                "time": time.time(),
+                "method": request.method,
+                "path": request.path,
+                "query": request.query,
+                "params": request.params,
+                "headers": request.headers,
+                "service": request.service,
+                "body_bytes": len(request.body),
+                "status": response.status,
+                "answered_by": answered_by,
+            })
+            self._send(response, head)
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _handle  # noqa: N815
+
+    return Handler
+
+
+def serve(upstream, port, log_path, behaviours=None, host="127.0.0.1"):
+    """A started server (serve_forever in a daemon thread); server.server_address has the port."""
+    recorder = Recorder(log_path)
+    server = ThreadingHTTPServer((host, port), make_handler(upstream.rstrip("/"), recorder, BEHAVIOURS if behaviours is None else behaviours))
+    server.daemon_threads = True
+    server.recorder = recorder
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server
+
+
+# --- the lab service ---------------------------------------------------------------------------
+def start(ctx):
+    from ._util import free_port, http_ok, spawn, wait_for  # the lab's helpers (not when run as a script)
+
+    upstream = ctx.env.get("LAB_AWS_ENDPOINT")
+    if not upstream:
+        raise RuntimeError("aws_proxy needs moto: start it first (lab/lab up, or --only moto,aws_proxy)")
+    port = free_port()
+    log = os.path.join(ctx.state_dir, "aws_proxy.log")
+    requests_log = os.path.join(ctx.state_dir, "aws_proxy.requests.jsonl")
+    proc = spawn([ctx.venv_bin("python"), "-m", "services.aws_proxy", "--upstream", upstream, "--port", str(port),
+                  "--log", requests_log], log, cwd=os.path.join(ctx.root, "lab"))
+    url = "http://127.0.0.1:%d" % port
+    wait_for(lambda: http_ok(url + CONTROL + "health"), 30, "aws_proxy", proc, log)
+    return {
+        "pids": [proc.pid],
+        "env": {
+            "LAB_AWS_PROXY_ENDPOINT": url,
+            "LAB_AWS_PROXY_ENDPOINT_FROM_VM": "http://10.0.2.2:%d" % port,
+            "LAB_AWS_PROXY_LOG": requests_log,
+        },
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--upstream", required=True, help="moto's URL")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--log", default="", help="JSON-lines file of the recorded requests")
+    args = parser.parse_args(argv)
+    server = serve(args.upstream, args.port, args.log or None)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
