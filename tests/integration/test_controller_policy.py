@@ -53,7 +53,7 @@ TRAIL_BUCKET = "ctl-policy-trail"
 KEY_OBJECTS = "arn:aws:s3:::%s/volumes/*" % KEY_BUCKET
 
 # The playbooks read the key object's metadata with amazon.aws.s3_object_info (HeadObject, which IAM
-# authorises as s3:GetObject) in secure_launch's preflight and in terminate. The controller's policy
+# authorises as s3:GetObject) in terminate and in secure_launch's preflight (once the bucket exists). The controller's policy
 # does not grant s3:GetObject on the keys, and on AWS the key bucket's policy denies it to every
 # principal without ec2:SourceInstanceARN anyway (CloudefigoDenyKeyReadOutsideAnInstance, see
 # docs/key-custody.md): those reads fail on AWS whatever the identity policy says. Until the
@@ -434,22 +434,29 @@ def test_launch_fails_without_a_needed_statement(lab, launch, tmp_path, sid, den
 
 
 def test_key_object_head_is_the_one_gap(lab, launch, tmp_path):
-    """The policy as rendered, without LAB_ONLY_HEAD_KEY_OBJECTS: the preflight's HeadObject on the key is refused.
+    """The policy as rendered, without LAB_ONLY_HEAD_KEY_OBJECTS: terminate's HeadObject on the key is refused.
 
-    This pins the one known gap (see LAB_ONLY_HEAD_KEY_OBJECTS). When the playbooks stop reading key
-    objects with HeadObject, this test fails: then drop LAB_ONLY_HEAD_KEY_OBJECTS and this test.
+    A first launch passes (the key bucket does not exist yet, so the preflight's lookup ends at
+    HeadBucket's 404); terminate then reads the existing key with HeadObject and is refused before
+    it destroys anything. This pins the one known gap (see LAB_ONLY_HEAD_KEY_OBJECTS): when the
+    playbooks stop reading key objects with HeadObject, this test fails; then drop
+    LAB_ONLY_HEAD_KEY_OBJECTS and this test.
     """
     controller, _quarantine = render(lab, str(tmp_path))
     env = controller_user(launch.aws, moto_view(controller))
+    result = run_enforced(lab, SECURE_LAUNCH, launch.launch_vars(), env)
+    assert result.rc == 0, _output(result)
+    instance_id = launch.instances()[0]["InstanceId"]
     recorder = CallRecorder()
     try:
-        result = run_enforced(lab, SECURE_LAUNCH, launch.launch_vars(), env, recorder)
+        result = run_enforced(lab, TERMINATE, launch.terminate_vars(instance_id), env, recorder)
     finally:
         recorder.close()
     assert result.rc != 0, _output(result)
     refused = [(service, api) for service, api, status in recorder.calls if status == 403]
     assert refused and set(refused) == {("S3", "HeadObject")}, recorder.calls
-    # refused before anything was created: no instance, no role
-    assert launch.instances() == []
-    with pytest.raises(launch.aws.client("iam").exceptions.NoSuchEntityException):
-        launch.aws.client("iam").get_role(RoleName="cloudefigo-" + launch.name)
+    # refused before anything was destroyed: instance running, key, role and profile in place
+    assert launch.instances()[0]["State"]["Name"] == "running"
+    s3, iam = launch.aws.client("s3"), launch.aws.client("iam")
+    assert s3.list_object_versions(Bucket=KEY_BUCKET, Prefix="volumes/%s.key" % launch.name).get("Versions")
+    assert iam.get_role(RoleName="cloudefigo-" + launch.name)["Role"]["Path"] == "/cloudefigo/"
