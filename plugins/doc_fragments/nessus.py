@@ -80,9 +80,15 @@ options:
       - Findings accepted as known risk, by Nessus plugin ID. They are listed in RV(accepted_findings)
         and do not block.
       - A list (of numbers or numeric strings) accepts the plugins on every host.
-      - A dictionary maps a host to a list of plugin IDs accepted on that host only. A host is matched
-        by the C(ReportHost) name or its C(host-ip), C(host-fqdn), C(hostname) or C(netbios-name)
-        property (case-insensitive). The key V(*) means every host.
+      - A dictionary maps a scanned target to a list of plugin IDs accepted on that target only. The key
+        V(*) means every host.
+      - A target is matched only on what the scanner decided, never on a name the host reports about
+        itself. Its C(host-fqdn), C(hostname) and C(netbios-name) properties are ignored, since a rogue host
+        could claim another host's name.
+      - What matches is the scanned address (the C(host-ip) property, or a C(ReportHost) name that is an
+        IP address) and, with M(cloudefigo.core.nessus_scan), the scan's targets (a C(ReportHost) name or
+        address equal to one of them, or the only target of a one-target scan).
+      - Key the dictionary by the instance address you scan, for example V(10.0.0.5). Keys are case-insensitive.
     type: raw
   max_findings:
     description:

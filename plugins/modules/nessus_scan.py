@@ -326,6 +326,7 @@ scan_deleted:
 """
 
 import os
+import re
 import shutil
 import tempfile
 
@@ -346,8 +347,11 @@ class ScanFailed(Exception):
     """Ends the module as failed and not passed, with what is known so far."""
 
 
-def _evaluate_run(module, client, result, scan_id, run):
-    """Export, download and evaluate a run that ended; fail closed on any other end."""
+def _evaluate_run(module, client, result, scan_id, run, targets):
+    """Export, download and evaluate a run that ended; fail closed on any other end.
+
+    ``targets``: what the scan was created with; per-host accepted_plugins match on them.
+    """
     params = module.params
     result["scan_status"] = run.get("status")
     result["history_id"] = run.get("history_id")
@@ -362,7 +366,8 @@ def _evaluate_run(module, client, result, scan_id, run):
         download = os.path.join(workdir, "scan-%s.nessus" % scan_id)
         client.download_export(scan_id, file_id, download)
         try:
-            verdict = evaluate_file(download, params["fail_on"], params["accepted_plugins"], params["max_findings"])
+            verdict = evaluate_file(download, params["fail_on"], params["accepted_plugins"], params["max_findings"],
+                                    targets=targets)
         except NessusReportError as exc:
             raise ScanFailed("report of scan %s: %s" % (scan_id, exc))
         finally:
@@ -383,7 +388,12 @@ def _existing_run(module, client, result):
     scan_id = params["scan_id"]
     result["scan_id"] = scan_id
     run = client.wait_for_run(scan_id, params["scan_uuid"], params["wait_timeout"], params["poll_interval"])
-    return _evaluate_run(module, client, result, scan_id, run)
+    targets = None
+    if isinstance(params["accepted_plugins"], dict):
+        # per-host acceptances match on the scan's own targets (as the scan was configured)
+        info = client.scan(scan_id).get("info") or {}
+        targets = [item for item in re.split(r"[,\s]+", info.get("targets") or "") if item]
+    return _evaluate_run(module, client, result, scan_id, run, targets)
 
 
 def _create_and_launch(module, client, result):
@@ -458,7 +468,7 @@ def run_module(module, client, result):
         module.exit_json(**result)
     try:
         run = client.wait_for_run(scan_id, scan_uuid, params["wait_timeout"], params["poll_interval"])
-        verdict = _evaluate_run(module, client, result, scan_id, run)
+        verdict = _evaluate_run(module, client, result, scan_id, run, params["targets"])
     finally:
         if params["delete_after"]:
             try:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 
 import psycopg2
 import pytest
@@ -99,10 +100,11 @@ def test_samples_load_exactly_then_rerun_skips_everything(lab, db, tmp_path):
     assert len(expected) == 2900
     first = run_module(lab, db, tmp_path, path=SAMPLES)
     assert first["changed"] is True
-    assert first["migrations_applied"] == [1, 2]
+    assert first["migrations_applied"] == [1, 2, 3, 4, 5]
     assert first["files_seen"] == 55 and first["files_loaded"] == 55
     assert first["events_loaded"] == 2900 and first["duplicates"] == 0
-    assert first["files_skipped"] == [] and first["files_failed"] == []
+    assert first["files_skipped"] == {"already loaded": 0, "failed": 0} and first["files_failed"] == []
+    assert first["records_rejected"] == 0 and first["rejected_records"] == []
     assert count(db) == 2900
     assert query(db, "SELECT count(DISTINCT event_id) FROM cloudtrail.events")[0][0] == len(
         {record["eventID"] for record in expected})
@@ -129,8 +131,8 @@ def test_samples_load_exactly_then_rerun_skips_everything(lab, db, tmp_path):
     second = run_module(lab, db, tmp_path, path=SAMPLES)
     assert second["changed"] is False
     assert second["files_loaded"] == 0 and second["events_loaded"] == 0
-    assert len(second["files_skipped"]) == 55
-    assert {item["reason"] for item in second["files_skipped"]} == {"already loaded"}
+    # counts only: never every already-loaded file
+    assert second["files_skipped"] == {"already loaded": 55, "failed": 0} and second["files_failed"] == []
     assert count(db) == 2900
 
 
@@ -252,7 +254,7 @@ def test_bad_files_are_recorded_and_skipped(lab, db, tmp_path):
     assert failed["a_truncated.json.gz"].startswith("truncated or corrupt gzip")
     assert failed["b_invalid.json.gz"].startswith("invalid JSON")
     assert failed["c_no_records.json.gz"].startswith("no Records")
-    assert {os.path.basename(item["key"]) for item in result["files_skipped"]} == set(failed)
+    assert result["files_skipped"] == {"already loaded": 0, "failed": 3}
     assert count(db) == expected
     ledger = dict(query(db, "SELECT key, error FROM cloudtrail.files WHERE error IS NOT NULL"))
     assert {os.path.basename(key) for key in ledger} == set(failed)
@@ -260,12 +262,11 @@ def test_bad_files_are_recorded_and_skipped(lab, db, tmp_path):
                        "WHERE event_id LIKE 'sha256:%%'")
     assert len(stored) == 1 and stored[0][1:] == ("curl/8", "curl/8")
 
+    # the bad files are tried again (reported again), but the ledger already says so: no change
     again = run_module(lab, db, tmp_path, path=str(logs))
-    assert again["changed"] is False and again["files_failed"] == [] and again["events_loaded"] == 0
-    reasons = {os.path.basename(item["key"]): item["reason"] for item in again["files_skipped"]}
-    assert len(reasons) == 7
-    assert reasons["b_invalid.json.gz"].startswith("failed before: invalid JSON")
-    assert reasons["d_nul_no_id.json.gz"] == "already loaded"
+    assert again["changed"] is False and again["events_loaded"] == 0
+    assert {os.path.basename(item["key"]): item["error"] for item in again["files_failed"]} == failed
+    assert again["files_skipped"] == {"already loaded": 4, "failed": 3}
 
     # the same events under another name: loaded file, all duplicates (hash ids are stable)
     shutil.copy(logs / "d_nul_no_id.json.gz", logs / "e_copy.json.gz")
@@ -274,6 +275,82 @@ def test_bad_files_are_recorded_and_skipped(lab, db, tmp_path):
     assert third["files_loaded"] == 2 and third["events_loaded"] == 0
     assert third["duplicates"] == 1 + len(sample_records(good[:1]))
     assert count(db) == expected
+
+
+def test_bad_records_bombs_and_retries(lab, db, tmp_path):
+    """One bad record is rejected on its own (counted); a decompression bomb is a bad file; a file
+    that failed is tried again on the next run and loads once it is good."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    good = sample_records([SAMPLE_FILES[0]])
+    # a real file with three records CloudTrail-shaped but not storable, between good ones
+    body = json.dumps({"Records": good}).encode()
+    extra = (b', {"eventID": "bad-inf", "eventName": "X", "requestParameters": {"size": 1e999}}'
+             b', {"eventID": "bad-surrogate", "eventName": "X", "userAgent": "\\ud800"}'
+             b', {"eventID": "bad-bytes", "eventName": "X", "userAgent": "\xff"}')
+    mixed = body[:-2] + extra + b"]}"
+    (logs / "a_mixed.json.gz").write_bytes(gzip.compress(mixed))
+    # 300 MiB of spaces in 300 KB: over the default cap (256 MiB)
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    bomb = b"".join([packer.compress(b" " * (1 << 20)) for _mib in range(300)] + [packer.flush()])
+    (logs / "b_bomb.json.gz").write_bytes(bomb)
+    # a file that a broken delivery truncated: fixed later under the same name
+    with open(SAMPLE_FILES[1], "rb") as handle:
+        whole = handle.read()
+    (logs / "c_later_fixed.json.gz").write_bytes(whole[:len(whole) // 2])
+
+    first = run_module(lab, db, tmp_path, path=str(logs))
+    assert first["changed"] is True
+    assert first["files_loaded"] == 1 and first["events_loaded"] == len(good)
+    assert first["records_rejected"] == 3
+    rejected = {item["index"]: item["reason"] for item in first["rejected_records"]}
+    assert sorted(rejected) == [len(good), len(good) + 1, len(good) + 2]
+    assert "1e999" in rejected[len(good)] and "surrogate" in rejected[len(good) + 1]
+    assert {item["key"] for item in first["rejected_records"]} == {str(logs / "a_mixed.json.gz")}
+    failed = {os.path.basename(item["key"]): item["error"] for item in first["files_failed"]}
+    assert sorted(failed) == ["b_bomb.json.gz", "c_later_fixed.json.gz"]
+    assert failed["b_bomb.json.gz"].startswith("decompresses to more than 256 MiB (max_file_size)")
+    assert failed["c_later_fixed.json.gz"].startswith("truncated or corrupt gzip")
+    assert count(db) == len(good)
+    assert query(db, "SELECT count(*) FROM cloudtrail.events WHERE event_id LIKE 'bad-%%'")[0][0] == 0
+    assert query(db, "SELECT events, inserted, rejected, error FROM cloudtrail.files WHERE key = %s",
+                 (str(logs / "a_mixed.json.gz"),))[0] == (len(good), len(good), 3, None)
+
+    # next run: the failed files are tried again; failing the same way changes nothing
+    again = run_module(lab, db, tmp_path, path=str(logs))
+    assert again["changed"] is False
+    assert sorted(os.path.basename(item["key"]) for item in again["files_failed"]) == sorted(failed)
+    assert again["files_loaded"] == 0 and again["records_rejected"] == 0
+
+    # the truncated file is delivered whole (same name): the next run loads it
+    (logs / "c_later_fixed.json.gz").write_bytes(whole)
+    third = run_module(lab, db, tmp_path, path=str(logs), max_file_size=8)
+    assert third["changed"] is True and third["files_loaded"] == 1
+    assert [os.path.basename(item["key"]) for item in third["files_failed"]] == ["b_bomb.json.gz"]
+    assert third["files_failed"][0]["error"].startswith("decompresses to more than 8 MiB (max_file_size)")
+    assert third["events_loaded"] == len(sample_records([SAMPLE_FILES[1]]))
+    assert query(db, "SELECT error FROM cloudtrail.files WHERE key = %s", (str(logs / "c_later_fixed.json.gz"),))[0][
+        0] is None
+    assert count(db) == len(good) + third["events_loaded"]
+
+
+def test_progress_file(lab, db, tmp_path):
+    """Progress: files done / total and events/s in the progress file (lines go to the system log too)."""
+    progress = tmp_path / "progress.json"
+    proc = start_module(lab, db, tmp_path, path=SAMPLES, progress_path=str(progress), progress_interval=0.001)
+    out, err = proc.communicate(timeout=600)
+    result = json.loads(out)
+    assert not result.get("failed"), result
+    report = json.loads(progress.read_text())
+    assert report["finished"] is True and report["listing_complete"] is True
+    assert report["files_done"] == report["files_total"] == 55
+    assert report["files_loaded"] == 55 and report["events_loaded"] == 2900
+    assert report["events_per_second"] > 0 and report["elapsed_seconds"] > 0
+    assert report["line"].startswith("cloudtrail_ingest: files 55/55, 55 loaded, 0 failed, 2900 events loaded")
+    assert oct(progress.stat().st_mode & 0o777) == "0o644"
+    assert result["events_per_second"] > 0 and result["elapsed_seconds"] > 0
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".cloudtrail-progress-")]
+    assert "warnings" not in result
 
 
 def test_killed_midway_then_rerun_is_exact(lab, db, tmp_path):
@@ -309,7 +386,7 @@ def test_killed_midway_then_rerun_is_exact(lab, db, tmp_path):
     os.unlink(fifo)
     result = run_module(lab, db, tmp_path, path=str(logs))
     assert result["files_loaded"] == 55 - before
-    assert len(result["files_skipped"]) == before
+    assert result["files_skipped"] == {"already loaded": before, "failed": 0}
     assert result["events_loaded"] == 2900 - partial and result["duplicates"] == 0
     assert count(db) == 2900
 
@@ -354,7 +431,7 @@ def test_check_mode_writes_nothing(lab, db, tmp_path):
     check = run_module(lab, db, tmp_path, check=True, path=SAMPLES)
     assert check["changed"] is True
     assert check["files_loaded"] == 55 and check["events_loaded"] == 2900
-    assert check["migrations_applied"] == [1, 2]
+    assert check["migrations_applied"] == [1, 2, 3, 4, 5]
     assert query(db, "SELECT to_regclass('cloudtrail.events'), "
                      "(SELECT count(*) FROM pg_namespace WHERE nspname = 'cloudtrail')")[0] == (None, 0)
 
@@ -412,7 +489,8 @@ def test_s3_source_accounts_regions_org_trail_read_only(lab, aws, db, tmp_path):
         "AWSLogs/123837392027/CloudTrail/us-east-1/2023/07/10/" + os.path.basename(SAMPLE_FILES[0])][0].strip('"')
 
     again = run_module(lab, db, tmp_path, bucket=bucket, prefix="AWSLogs/")
-    assert again["changed"] is False and again["events_loaded"] == 0 and len(again["files_skipped"]) == 56
+    assert again["changed"] is False and again["events_loaded"] == 0
+    assert again["files_skipped"] == {"already loaded": 55, "failed": 1}
     # read-only: same keys, same etags, same sizes, not rewritten
     assert _listing(s3, bucket) == before
 

@@ -134,9 +134,27 @@ def test_accepted_plugins_make_it_pass(sim, playbook, tmp_path):
     first = scan(playbook, tmp_path, {"targets": [target], "fail_on": "critical"})
     ids = [f["plugin_id"] for f in first["blocking_findings"]]
     res = scan(playbook, tmp_path, {"targets": [target], "fail_on": "critical",
-                                    "accepted_plugins": {"testphp.vulnweb.com": ids}})
+                                    "accepted_plugins": {target: ids}})
     assert res["passed"] is True and res["accepted_count"] == 2
     assert res["severity_basis"] == "cvss_v2"
+
+
+def test_accepted_plugins_match_the_target_not_the_name_the_host_reports(sim, playbook, tmp_path):
+    """The replayed report's host calls itself testphp.vulnweb.com (ReportHost name, host-fqdn):
+    an acceptance for that name must not apply to the instance scanned at another target."""
+    target = sim.target(report="dojo_nessus_with_cvssv3.nessus")
+    first = scan(playbook, tmp_path, {"targets": [target], "fail_on": "critical"})
+    ids = [f["plugin_id"] for f in first["blocking_findings"]]
+    claimed = scan(playbook, tmp_path, {"targets": [target], "fail_on": "critical",
+                                        "accepted_plugins": {"testphp.vulnweb.com": ids}})
+    assert claimed["passed"] is False and claimed["accepted_count"] == 0 and claimed["blocking_count"] == 2
+    # scan_id mode reads the scan's targets from the server: the same rule
+    by_id = scan(playbook, tmp_path, {"scan_id": first["scan_id"], "fail_on": "critical",
+                                      "accepted_plugins": {target: ids}})
+    assert by_id["passed"] is True and by_id["accepted_count"] == 2
+    by_id_claimed = scan(playbook, tmp_path, {"scan_id": first["scan_id"], "fail_on": "critical",
+                                              "accepted_plugins": {"testphp.vulnweb.com": ids}})
+    assert by_id_claimed["passed"] is False and by_id_claimed["accepted_count"] == 0
 
 
 def test_412_scan_api_unavailable(sim, playbook, tmp_path):

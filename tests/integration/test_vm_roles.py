@@ -50,7 +50,8 @@ class VM:
             "for m in /dev/mapper/*; do [ \"$m\" = /dev/mapper/control ] && continue; "
             "  for t in $(findmnt -n -o TARGET -S \"$m\"); do umount \"$t\"; done; cryptsetup close \"${m##*/}\"; done; "
             "for t in $(findmnt -n -o TARGET -S \"$disk\"); do umount \"$t\"; done; "
-            "wipefs -q -a \"$disk\"; sed -i '\\#^/dev/mapper/#d' /etc/fstab; rm -rf /run/luks_volume" % serial)
+            "wipefs -q -a \"$disk\"; sed -i '\\#^/dev/mapper/#d' /etc/fstab; "
+            "umount /run/luks_volume 2>/dev/null; rm -rf /run/luks_volume" % serial)
 
 
 def _quote(text):
@@ -123,6 +124,27 @@ def converge(lab, luks, extra=None, verbose=True):
                         json_output=False, args=["-vvv"] if verbose else [])
 
 
+def kernel_has_noswap(vm):
+    """Linux 6.4+ knows tmpfs noswap; checked against the kernel itself, not only its version."""
+    release = vm.out("uname -r")
+    major, minor = (int(part) for part in re.match(r"(\d+)\.(\d+)", release).groups())
+    probe = vm.sh("d=$(mktemp -d) && mount -t tmpfs -o size=1m,noswap tmpfs $d && umount $d; rc=$?; rmdir $d; exit $rc",
+                  check=False)
+    assert (probe.returncode == 0) == ((major, minor) >= (6, 4)), (release, probe.stderr)
+    return probe.returncode == 0, release
+
+
+def assert_key_tmpfs(vm, output, prefix):
+    """The key had a tmpfs of its own (noswap when the kernel has it) and it is gone now."""
+    noswap, release = kernel_has_noswap(vm)
+    if noswap:
+        assert prefix + " mounted, noswap" in output, output[-5000:]
+    else:
+        assert prefix + " mounted without noswap (kernel %s has no noswap, Linux 6.4+)" % release in output, \
+            output[-5000:]
+    assert vm.out("findmnt -n -o FSTYPE --mountpoint /run/luks_volume || true") == ""
+
+
 def luks_uuid(vm):
     return vm.out("for b in /sys/block/vd*; do [ \"$(cat $b/serial)\" = %s ] && cryptsetup luksUUID /dev/${b##*/}; done"
                   % vm.lab["LAB_VM_DATA_DISK_SERIAL"])
@@ -148,6 +170,7 @@ def test_luks_first_run_formats_opens_mounts(lab, vm, luks):
     assert "aes-xts-plain64" in dump and "512 bits" in dump
     vm.sh("echo precious > %s/file.txt" % MOUNT)
     assert vm.out("ls -A /run/luks_volume") == ""
+    assert_key_tmpfs(vm, result.stdout, "/run/luks_volume: tmpfs")
     fstab = vm.out("grep '^/dev/mapper/%s ' /etc/fstab" % MAPPER)
     assert "x-systemd.requires=luks-volume-%s.service" % MAPPER in fstab and "_netdev" in fstab
     unit = vm.out("cat /etc/systemd/system/luks-volume-%s.service" % MAPPER)
@@ -172,6 +195,7 @@ def test_luks_unit_script_unlocks_after_close(lab, vm, luks):
     assert "opened" in out
     assert vm.out("cat %s/file.txt" % MOUNT) == "precious"
     assert vm.out("ls -A /run/luks_volume") == ""
+    assert_key_tmpfs(vm, out, "luks-volume: key tmpfs /run/luks_volume")
 
 
 def test_luks_wrong_key_fails_and_never_reformats(lab, vm, luks):
@@ -185,6 +209,7 @@ def test_luks_wrong_key_fails_and_never_reformats(lab, vm, luks):
     # the unit script fails the same way and leaves nothing behind
     proc = vm.sh("/usr/local/sbin/luks-volume-unlock-%s" % MAPPER, check=False)
     assert proc.returncode != 0 and vm.out("ls -A /run/luks_volume") == ""
+    assert vm.out("findmnt -n -o FSTYPE --mountpoint /run/luks_volume || true") == ""
 
 
 def test_luks_missing_key_fails_clearly_then_recovers(lab, vm, luks):
@@ -274,16 +299,19 @@ DUMMY_CHEF_CLIENT = """#!/bin/sh
 conf=/etc/chef/client.rb
 while [ $# -gt 0 ]; do [ "$1" = -c ] && conf="$2"; shift; done
 dir="$(dirname "$conf")"
+# (single quotes since client.rb escapes for Ruby, double quotes as 0.1.0 wrote it)
+vkey="$(sed -n "s/^validation_key *[\\"']\\(.*\\)[\\"']$/\\1/p" "$conf" 2>/dev/null)"
 mkdir -p /var/lib/chef-dummy
 {
   printf 'run uid=%s conf=%s client_rb=%s' "$(id -u)" "$conf" "$([ -r "$conf" ] && echo yes || echo no)"
-  for k in "$dir/client.pem" "$dir/validation.pem"; do
-    [ -e "$k" ] && printf ' %s=%s' "$(basename "$k")" "$(stat -c %a:%U "$k")"
-  done
+  [ -e "$dir/client.pem" ] && printf ' client.pem=%s' "$(stat -c %a:%U "$dir/client.pem")"
+  [ -n "$vkey" ] && [ -e "$vkey" ] && printf ' validation.pem=%s:%s' "$(stat -c %a:%U "$vkey")" "$(stat -f -c %T "$vkey")"
   echo
 } >>/var/lib/chef-dummy/runs.log
+# a first run that fails (the test asks for it): nothing registered
+[ -e /var/lib/chef-dummy/fail ] && { echo "dummy chef-client: failing as asked" >&2; exit 1; }
 # registration as the real one does it: the validator gets the node its own client key
-if [ -e "$dir/validation.pem" ] && [ ! -e "$dir/client.pem" ]; then
+if [ -n "$vkey" ] && [ -e "$vkey" ] && [ ! -e "$dir/client.pem" ]; then
   (umask 077; echo dummy-client-key >"$dir/client.pem")
 fi
 """
@@ -334,6 +362,27 @@ def test_chef_client_checksum_mismatch_fails(lab, vm, chef):
     assert vm.out("ls -A /var/cache/chef_client") == ""
 
 
+def test_chef_client_validator_key_gone_after_a_failed_first_run(lab, vm, chef):
+    """The validator key is on a tmpfs only while chef-client runs, and gone when the run fails."""
+    extra = {"chef_client_package_url": chef["s3"], "chef_client_package_sha256": chef["sha256"],
+             "chef_client_validator_name": "lab-validator", "chef_client_validator_key_bucket": "lab-chef",
+             "chef_client_validator_key_object": "validator/lab-validator.pem"}
+    vm.sh("mkdir -p /var/lib/chef-dummy && touch /var/lib/chef-dummy/fail")
+    try:
+        result = chef_run(lab, extra)
+    finally:
+        vm.sh("rm -f /var/lib/chef-dummy/fail")
+    assert result.rc != 0 and "failing as asked" in result.stdout, result.stdout[-5000:]
+    runs = vm.out("cat /var/lib/chef-dummy/runs.log").splitlines()
+    # chef-client saw the key, 0600 root, on a tmpfs
+    assert runs == ["run uid=0 conf=/etc/chef/client.rb client_rb=yes validation.pem=600:root:tmpfs"]
+    assert vm.sh("test -e /run/chef_client/validation.pem", check=False).returncode != 0
+    assert vm.sh("test -e /etc/chef/validation.pem", check=False).returncode != 0
+    assert vm.out("findmnt -n -o FSTYPE --mountpoint /run/chef_client || true") == ""
+    assert vm.sh("test -e /etc/chef/.first-run-done", check=False).returncode != 0
+    vm.sh("dpkg --purge chef >/dev/null 2>&1; rm -rf /etc/chef /var/lib/chef-dummy")
+
+
 def test_chef_client_validator_install_config_first_run(lab, vm, chef):
     extra = {"chef_client_package_url": chef["http"], "chef_client_package_sha256": chef["sha256"],
              "chef_client_validator_name": "lab-validator", "chef_client_validator_key_bucket": "lab-chef",
@@ -344,13 +393,16 @@ def test_chef_client_validator_install_config_first_run(lab, vm, chef):
     assert body[:40] not in first.stdout + first.stderr
     assert vm.out("dpkg-query -W -f '${Version}' chef") == "18.0.0-1"
     client_rb = vm.out("cat /etc/chef/client.rb")
-    assert 'node_name              "lab-vm-node"' in client_rb
-    assert 'validation_client_name "lab-validator"' in client_rb
+    assert "node_name              'lab-vm-node'" in client_rb
+    assert "validation_client_name 'lab-validator'" in client_rb
+    assert "validation_key         '/run/chef_client/validation.pem'" in client_rb
     assert "ssl_verify_mode        :verify_peer" in client_rb
     runs = vm.out("cat /var/lib/chef-dummy/runs.log").splitlines()
-    # the first run saw client.rb and the validator key, 0600 root; the key is gone afterwards
-    assert runs == ["run uid=0 conf=/etc/chef/client.rb client_rb=yes validation.pem=600:root"]
+    # the first run saw client.rb and the validator key, 0600 root, on tmpfs; the key is gone afterwards
+    assert runs == ["run uid=0 conf=/etc/chef/client.rb client_rb=yes validation.pem=600:root:tmpfs"]
+    assert vm.sh("test -e /run/chef_client/validation.pem", check=False).returncode != 0
     assert vm.sh("test -e /etc/chef/validation.pem", check=False).returncode != 0
+    assert vm.out("findmnt -n -o FSTYPE --mountpoint /run/chef_client || true") == ""
     assert '"role[base]"' in vm.out("cat /etc/chef/first-boot.json")
     second = chef_run(lab, extra)
     assert second.rc == 0 and recap(second)["changed"] == 0, second.stdout[-8000:]

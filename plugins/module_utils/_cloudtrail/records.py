@@ -14,14 +14,18 @@ Facts this code is built on (see docs/cloudtrail.md):
 - ``\\u0000`` anywhere in a record is rejected by jsonb (and NUL by text): stripped.
 - Nothing is truncated; every column is ``text``.
 - A record without ``eventID`` gets a stable id: ``sha256:`` + the hash of its canonical JSON.
+- gzip is decompressed member by member with a size cap: a decompression bomb is a bad file.
+- One bad record (a number JSON cannot hold such as ``1e999``, a lone UTF-16 surrogate, bytes
+  that are not UTF-8, not an object) is rejected on its own and counted; the rest of its file loads.
 """
 
 from __future__ import annotations
 
+import datetime
 import gc
-import gzip
 import hashlib
 import json
+import math
 import re
 import socket
 import zlib
@@ -40,58 +44,168 @@ COLUMNS = (
 )
 
 _COPY_SPECIAL = re.compile("[\\\\\t\n\r\x00]")
-_EVENT_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:?\d\d)\Z")
+# A real date and time as CloudTrail writes it; only days 29-31 need the calendar (see _valid_time).
+_EVENT_TIME = re.compile(r"(?!0000)\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:(?:[0-5]\d(?:\.\d{1,6})?|60)"
+                         r"(?:Z|[+-](?:0\d|1[0-5]):?[0-5]\d)\Z")
 _NUL_ESCAPE = b"\\u0000"
+_GZIP_MAGIC = b"\x1f\x8b"
+# Largest decompressed log file accepted by default (cloudtrail_ingest max_file_size, in MiB).
+DEFAULT_MAX_FILE_SIZE = 256 << 20
 
 
 class BadLogFile(Exception):
-    """A log file that cannot be loaded (truncated gzip, invalid JSON, no Records)."""
+    """A log file that cannot be loaded (truncated gzip, too large, invalid JSON, no Records)."""
+
+
+class RejectedValue(object):
+    """Stands for a JSON value Python parsed but PostgreSQL's jsonb cannot hold (``1e999``, ``NaN``):
+    serialising a record that holds one fails, so the record is rejected, not silently changed."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text):
+        self.text = text
+
+    def __repr__(self):
+        return "RejectedValue(%r)" % self.text
+
+
+def _finite_float(text):
+    value = float(text)
+    return value if math.isfinite(value) else RejectedValue(text)
+
+
+def _bounded_int(text):
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+        return RejectedValue(text[:40] + "...")
+
+
+def _lenient_loads(data):
+    """json with every value that cannot be stored marked (RejectedValue, lone surrogates), so one
+    bad record does not take its whole file down; bytes that are not UTF-8 become lone surrogates."""
+    if isinstance(data, bytes):
+        data = data.decode("utf-8", "surrogateescape")
+    return json.loads(data, parse_float=_finite_float, parse_int=_bounded_int, parse_constant=RejectedValue)
 
 
 def loads(data):
     if orjson is not None:
-        return orjson.loads(data)
-    return json.loads(data)
+        try:
+            return orjson.loads(data)
+        except ValueError:
+            pass  # strict: 1e999, lone surrogates, bad UTF-8 -> parse leniently, reject per record
+    return _lenient_loads(data)
 
 
 def dumps(value):
     """Compact JSON bytes; NUL characters written as \\u0000 (stripped by the caller)."""
     if orjson is not None:
         return orjson.dumps(value)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                      default=_unserialisable).encode("utf-8")
+
+
+def _unserialisable(value):
+    raise TypeError("%r cannot be stored" % (value,))
 
 
 def _canonical(value):
     if orjson is not None:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode("utf-8")
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False,
+                      default=_unserialisable).encode("utf-8")
 
 
-def parse_log(data):
-    """The list of records of one log file (gzip or plain JSON bytes); BadLogFile if unusable."""
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise BadLogFile("truncated or corrupt gzip: %s" % exc) from None
+def gunzip(data, limit=DEFAULT_MAX_FILE_SIZE):
+    """Every gzip member of ``data``, decompressed, at most ``limit`` bytes in all.
+
+    Decompression stops as soon as the output passes the limit (never allocates more), so a
+    decompression bomb costs ``limit`` bytes and is a BadLogFile, like a truncated member.
+    """
+    out = []
+    total = 0
+    rest = data
+    try:
+        while rest:
+            member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            pending = rest
+            while True:
+                chunk = member.decompress(pending, limit - total + 1)
+                total += len(chunk)
+                if total > limit:
+                    raise BadLogFile("decompresses to more than %d MiB (max_file_size): refused, a decompression bomb "
+                                     "or not a CloudTrail log file" % (limit >> 20))
+                out.append(chunk)
+                if member.eof:
+                    break
+                pending = member.unconsumed_tail
+                if not pending:
+                    raise BadLogFile("truncated or corrupt gzip: the compressed data ends before the end of the stream")
+            rest = member.unused_data
+            if not rest.strip(b"\x00"):
+                break  # padding after the last member, as gzip tolerates
+    except zlib.error as exc:
+        raise BadLogFile("truncated or corrupt gzip: %s" % exc) from None
+    return b"".join(out)
+
+
+def parse_log(data, max_size=DEFAULT_MAX_FILE_SIZE):
+    """The list of records of one log file (gzip or plain JSON bytes); BadLogFile if unusable.
+
+    Records are returned as parsed: one that cannot be stored is rejected later, on its own,
+    by ``iter_chunks``.
+    """
+    if data[:2] == _GZIP_MAGIC:
+        data = gunzip(data, max_size)
+    elif len(data) > max_size:
+        raise BadLogFile("larger than %d MiB (max_file_size): refused" % (max_size >> 20))
     # Parsing allocates many small objects that all live until the file is done: the cyclic
     # garbage collector only costs time here (25-30% measured).
     enabled = gc.isenabled()
     gc.disable()
     try:
         document = loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadLogFile("invalid JSON: %s" % exc) from None
     finally:
         if enabled:
             gc.enable()
     if not isinstance(document, dict) or not isinstance(document.get("Records"), list):
         raise BadLogFile("no Records: not a CloudTrail log file")
-    records = document["Records"]
-    for index, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise BadLogFile("Records[%d] is not an object" % index)
-    return records
+    return document["Records"]
+
+
+def _has_surrogate(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def why_rejected(record, exc=None):
+    """A short reason for a record that could not be made a row (looked for only on failure)."""
+    if not isinstance(record, dict):
+        return "not an object"
+    stack = [("", record)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, RejectedValue):
+            return "number or constant JSON cannot store (%s) at %s" % (value.text, path or "top level")
+        if isinstance(value, float) and not math.isfinite(value):
+            return "number JSON cannot store (%r) at %s" % (value, path or "top level")
+        if isinstance(value, str) and _has_surrogate(value):
+            return "lone surrogate or bytes that are not UTF-8 in a string at %s" % (path or "top level")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and _has_surrogate(key):
+                    return "lone surrogate or bytes that are not UTF-8 in a key at %s" % (path or "top level")
+                stack.append(("%s.%s" % (path, key) if path else str(key), item))
+        elif isinstance(value, list):
+            stack.extend(("%s[%d]" % (path, index), item) for index, item in enumerate(value))
+    return "cannot be written as a row: %s" % (exc if exc is not None else "unknown")
 
 
 def strip_nul(value):
@@ -159,6 +273,18 @@ def event_id(record):
     return "sha256:" + hashlib.sha256(_canonical(strip_nul(record))).hexdigest()
 
 
+def _valid_time(text):
+    """ISO 8601 as CloudTrail writes it, and a real date and time (one '2023-13-45' fails a COPY)."""
+    if _EVENT_TIME.match(text) is None:
+        return False
+    if text[8] == "3" or text[8:10] == "29":
+        try:
+            datetime.date(int(text[:4]), int(text[5:7]), int(text[8:10]))
+        except ValueError:
+            return False
+    return True
+
+
 def _read_only(value):
     if isinstance(value, bool):
         return "t" if value else "f"
@@ -179,7 +305,7 @@ def row_values(record, inet_cache=None):
         if isinstance(issuer, dict):
             user_name = issuer.get("userName")
     event_time = record.get("eventTime")
-    if not isinstance(event_time, str) or not _EVENT_TIME.match(event_time):
+    if not isinstance(event_time, str) or not _valid_time(event_time):
         event_time = None  # the raw value stays in `record`
     source_ip = record.get("sourceIPAddress")
     return [
@@ -212,10 +338,12 @@ def copy_line(record, inet_cache=None):
     return b"".join((head.encode("utf-8"), b"\t", resources, b"\t", json_column(record), b"\n"))
 
 
-def iter_chunks(records, inet_cache=None, rows_per_chunk=250):
+def iter_chunks(records, inet_cache=None, rows_per_chunk=250, rejected=None):
     """(COPY payload bytes, event ids) per slice of records; each record let go once done.
 
-    The list is emptied as it goes, so a parsed file's memory is reused for the next one.
+    A record that cannot be made a row is left out and, when ``rejected`` is a list, appended to
+    it as ``(index, reason)``. The list is emptied as it goes, so a parsed file's memory is
+    reused for the next one.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -224,21 +352,30 @@ def iter_chunks(records, inet_cache=None, rows_per_chunk=250):
             lines = []
             ids = []
             for index in range(start, min(start + rows_per_chunk, len(records))):
-                line = copy_line(records[index], inet_cache)
+                item = records[index]
                 records[index] = None
+                try:
+                    if not isinstance(item, dict):
+                        raise TypeError("not an object")
+                    line = copy_line(item, inet_cache)
+                except (TypeError, ValueError, UnicodeError, RecursionError) as exc:
+                    if rejected is not None:
+                        rejected.append((index, why_rejected(item, exc)))
+                    continue
                 lines.append(line)
                 ids.append(line[:line.index(b"\t")].decode("utf-8"))
-            yield b"".join(lines), ids
+            if lines:
+                yield b"".join(lines), ids
     finally:
         if enabled:
             gc.enable()
 
 
-def copy_chunks(records, inet_cache=None, rows_per_chunk=500):
+def copy_chunks(records, inet_cache=None, rows_per_chunk=500, rejected=None):
     """All COPY payload chunks (bytes) for records, and the list of their event ids."""
     chunks = []
     ids = []
-    for chunk, chunk_ids in iter_chunks(list(records), inet_cache, rows_per_chunk):
+    for chunk, chunk_ids in iter_chunks(list(records), inet_cache, rows_per_chunk, rejected):
         chunks.append(chunk)
         ids.extend(chunk_ids)
     return chunks, ids

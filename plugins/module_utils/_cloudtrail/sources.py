@@ -13,6 +13,7 @@ The sources only list and read (ListObjectsV2, GetObject): CloudTrail log-file v
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 
@@ -56,7 +57,7 @@ class LocalSource:
     def describe(self):
         return self.path
 
-    def pages(self):
+    def pages(self, ledger=None):  # pylint: disable=unused-argument
         page = []
         for root, dirs, files in os.walk(self.path):
             dirs.sort()
@@ -76,46 +77,143 @@ class LocalSource:
             yield page
 
 
-def _owner_kwargs(expected_bucket_owner):
-    return {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
-
-
-def _read_object(client, bucket, key, expected_bucket_owner=None):
+def _read_object(client, bucket, key, owner):
     def read():
-        return client.get_object(Bucket=bucket, Key=key, aws_retry=True, **_owner_kwargs(expected_bucket_owner))["Body"].read()
+        kwargs = {"Bucket": bucket, "Key": key}
+        if owner:
+            kwargs["ExpectedBucketOwner"] = owner
+        return client.get_object(aws_retry=True, **kwargs)["Body"].read()
     return read
+
+
+# a prefix that names one account's trail in one region: where dated keys start
+REGION_PREFIX = re.compile(r"(?:^|/)AWSLogs/(?:o-[a-z0-9]{10,32}/)?\d{12}/CloudTrail/[a-z0-9-]+/")
+ACCOUNT_PREFIX = re.compile(r"(?:^|/)AWSLogs/(?:o-[a-z0-9]{10,32}/)?\d{12}/\Z")
+# what may come after AWSLogs/ on the way to a region prefix, one segment at a time
+_ON_THE_WAY = (re.compile(r"\Ao-[a-z0-9]{10,32}\Z|\A\d{12}\Z"), re.compile(r"\A\d{12}\Z|\ACloudTrail\Z"),
+               re.compile(r"\ACloudTrail\Z|\A[a-z0-9-]+\Z"), re.compile(r"\A[a-z0-9-]+\Z"))
+# how deep a trail's own S3KeyPrefix (before AWSLogs/) is looked into
+MAX_TRAIL_PREFIX_DEPTH = 4
+_DATED = re.compile(r"\A(\d{4})/(\d\d)/(\d\d)/")
+
+
+def _leads_to_logs(prefix):
+    """Whether a common prefix (ends in /) can hold CloudTrail log keys further down."""
+    segments = prefix.rstrip("/").split("/")
+    if "AWSLogs" not in segments:
+        return len(segments) <= MAX_TRAIL_PREFIX_DEPTH
+    after = segments[len(segments) - 1 - segments[::-1].index("AWSLogs") + 1:]
+    if len(after) > len(_ON_THE_WAY):
+        return False
+    return all(_ON_THE_WAY[index].search(segment) for index, segment in enumerate(after))
 
 
 class S3Source:
     """CloudTrail log objects of one bucket under a prefix, every account and region, org trails too.
 
-    Listed one page (1,000 keys) at a time so memory does not grow with the bucket.  With
-    ``expected_bucket_owner`` (an account id) every request carries ``ExpectedBucketOwner``: S3
-    answers 403 instead of serving a same-named bucket of another account.
+    The prefix is split into streams, one per account and region (``.../CloudTrail/REGION/``),
+    found with delimiter listings that never go below the region level. With a ``ledger``
+    (see ``Loader``), each stream is listed from ``relist_days`` days before the newest date
+    already in the ledger (``StartAfter``): CloudTrail's dated keys sort by delivery date, so
+    older days are never listed again, and the trailing window catches files delivered late.
+    Files of older days recorded in the ledger with an error are read again (retried) without a
+    listing. ``full_listing`` lists everything. Listed one page (1,000 keys) at a time.
+    ``ExpectedBucketOwner`` goes with every call when ``owner`` is set.
     """
 
-    def __init__(self, client, bucket, prefix="", expected_bucket_owner=None):
+    def __init__(self, client, bucket, prefix="", owner=None, relist_days=2, full_listing=False):
         self.client = client
         self.bucket = bucket
         self.prefix = prefix or ""
-        self.expected_bucket_owner = expected_bucket_owner
+        self.owner = owner
+        self.relist_days = int(relist_days)
+        self.full_listing = full_listing
+        # S3 requests made (listing and retries' reads are counted by the caller's reads)
+        self.list_requests = 0
 
     def describe(self):
         return "s3://%s/%s" % (self.bucket, self.prefix)
 
-    def pages(self):
-        paginator = self.client.get_paginator("list_objects_v2")
-        owner = _owner_kwargs(self.expected_bucket_owner)
-        for response in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix, **owner):
-            page = []
-            for item in response.get("Contents", []):
-                key = item["Key"]
-                if not S3_LOG_KEY.search(key):
-                    continue
-                page.append(LogFile("s3://%s/%s" % (self.bucket, key), item.get("ETag", "").strip('"'),
-                                    item.get("Size"), _read_object(self.client, self.bucket, key, self.expected_bucket_owner)))
-            if page:
-                yield page
+    def _list(self, **kwargs):
+        kwargs["Bucket"] = self.bucket
+        if self.owner:
+            kwargs["ExpectedBucketOwner"] = self.owner
+        token = None
+        while True:
+            if token:
+                kwargs["ContinuationToken"] = token
+            self.list_requests += 1
+            response = self.client.list_objects_v2(aws_retry=True, **kwargs)
+            yield response
+            token = response.get("NextContinuationToken")
+            if not response.get("IsTruncated") or not token:
+                return
+
+    def streams(self):
+        """[(region prefix, prefix to list)] under self.prefix, sorted."""
+        match = REGION_PREFIX.search(self.prefix)
+        if match:
+            return [(self.prefix[:match.end()], self.prefix)]
+        found = []
+        todo = [self.prefix]
+        while todo:
+            current = todo.pop()
+            for response in self._list(Prefix=current, Delimiter="/"):
+                for common in response.get("CommonPrefixes", []):
+                    name = common["Prefix"]
+                    here = REGION_PREFIX.search(name)
+                    if here and here.end() == len(name):
+                        found.append((name, name))
+                    elif ACCOUNT_PREFIX.search(name):
+                        # only CloudTrail/ matters below an account (not -Digest/, -Insight/): one request less
+                        todo.append(name + "CloudTrail/")
+                    elif _leads_to_logs(name):
+                        todo.append(name)
+        return sorted(found)
+
+    def _log(self, key, etag, size):
+        return LogFile("s3://%s/%s" % (self.bucket, key), etag, size,
+                       _read_object(self.client, self.bucket, key, self.owner))
+
+    def start_after(self, region_prefix, ledger):
+        """Where the listing of one stream starts (a key), or None to list it all."""
+        if ledger is None or self.full_listing:
+            return None
+        newest = ledger.newest_key("s3://%s/%s" % (self.bucket, region_prefix))
+        if newest is None:
+            return None
+        dated = _DATED.match(newest[len("s3://%s/%s" % (self.bucket, region_prefix)):])
+        if dated is None:
+            return None
+        try:
+            day = datetime.date(int(dated.group(1)), int(dated.group(2)), int(dated.group(3)))
+        except ValueError:
+            return None
+        first = day - datetime.timedelta(days=self.relist_days)
+        # "REGION/YYYY/MM/DD/" sorts before every key of that day: the whole day is listed
+        return region_prefix + first.strftime("%Y/%m/%d/")
+
+    def pages(self, ledger=None):
+        for region_prefix, list_prefix in self.streams():
+            start = self.start_after(region_prefix, ledger)
+            if start is not None and start > list_prefix:
+                # failed files of the days not listed again: retried without a listing
+                retry = [self._log(key[len("s3://%s/" % self.bucket):], etag, size) for key, etag, size in
+                         ledger.failed("s3://%s/%s" % (self.bucket, list_prefix), "s3://%s/%s" % (self.bucket, start))]
+                if retry:
+                    yield retry
+                kwargs = {"Prefix": list_prefix, "StartAfter": start}
+            else:
+                kwargs = {"Prefix": list_prefix}
+            for response in self._list(**kwargs):
+                page = []
+                for item in response.get("Contents", []):
+                    key = item["Key"]
+                    if not S3_LOG_KEY.search(key):
+                        continue
+                    page.append(self._log(key, item.get("ETag", "").strip('"'), item.get("Size")))
+                if page:
+                    yield page
 
 
 def trail_locations(trails):

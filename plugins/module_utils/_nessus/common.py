@@ -32,7 +32,8 @@ def nessus_argument_spec():
         url=dict(type="str", fallback=(env_fallback, ["NESSUS_URL"])),
         access_key=dict(type="str", no_log=True, fallback=(env_fallback, ["NESSUS_ACCESS_KEY"])),
         secret_key=dict(type="str", no_log=True, fallback=(env_fallback, ["NESSUS_SECRET_KEY"])),
-        username=dict(type="str", no_log=True, fallback=(env_fallback, ["NESSUS_USERNAME"])),
+        # not a secret: with no_log its value was masked wherever it appeared (often the URL host name)
+        username=dict(type="str", no_log=False, fallback=(env_fallback, ["NESSUS_USERNAME"])),
         password=dict(type="str", no_log=True, fallback=(env_fallback, ["NESSUS_PASSWORD"])),
         validate_certs=dict(type="bool", default=True),
         ca_path=dict(type="path"),

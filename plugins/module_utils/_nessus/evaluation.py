@@ -16,13 +16,16 @@ at least one scanned host is an error, never a pass.
 
 from __future__ import annotations
 
+import ipaddress
 import xml.parsers.expat
 
 SEVERITY_NAMES = ("info", "low", "medium", "high", "critical")
 _SEVERITY_BY_ATTR = {str(level): level for level in range(5)}
 _CHUNK = 1 << 20
-# HostProperties tags that name the host besides ReportHost@name (accepted_plugins may use them)
-_HOST_ALIAS_TAGS = frozenset(("host-ip", "host-fqdn", "hostname", "netbios-name"))
+# The one HostProperties tag per-host accepted_plugins may match: the address the scanner scanned.
+# host-fqdn, hostname and netbios-name are what the host (or its DNS) says about itself: a rogue
+# host could claim the name of a host whose findings are accepted, so they are never matched.
+_SCANNED_ADDRESS_TAG = "host-ip"
 DEFAULT_MAX_FINDINGS = 1000
 
 
@@ -50,8 +53,8 @@ def _plugin_key(value, where):
 def normalise_accepted(accepted):
     """``accepted_plugins`` to (IDs accepted on every host, {host: IDs accepted there}).
 
-    A list is accepted everywhere; a dict maps a host (ReportHost name, host-ip, host-fqdn,
-    hostname or netbios-name) to a list, with ``"*"`` meaning every host.
+    A list is accepted everywhere; a dict maps a scanned target (see ``host_keys``) to a list,
+    with ``"*"`` meaning every host.
     """
     everywhere = set()
     per_host = {}
@@ -75,6 +78,36 @@ def normalise_accepted(accepted):
     return frozenset(everywhere), dict((host, frozenset(ids)) for host, ids in per_host.items())
 
 
+def _is_address(text):
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def host_keys(report_name, host_ip, targets):
+    """The names per-host accepted_plugins are matched on for one ReportHost (lower case).
+
+    Only what the scanner itself decided: the address it scanned (``host-ip``, or a ReportHost
+    name that is an address) and the scan's target (the ReportHost name or address when it is
+    one of ``targets``, or the only target of a one-target scan). Never a name the host reports
+    about itself (host-fqdn, hostname, netbios-name; a ReportHost name that is neither an address
+    nor a target).
+    """
+    keys = set()
+    wanted = set(str(target).strip().lower() for target in targets or () if str(target).strip())
+    for value in (report_name, host_ip):
+        if not value:
+            continue
+        value = value.strip().lower()
+        if _is_address(value) or value in wanted:
+            keys.add(value)
+    if len(wanted) == 1:
+        keys.update(wanted)
+    return keys
+
+
 def _int_or_none(value):
     try:
         return int(value)
@@ -85,8 +118,9 @@ def _int_or_none(value):
 class _Evaluation(object):
     """expat callbacks; one instance per report."""
 
-    def __init__(self, parser, threshold, everywhere, per_host, max_findings):
+    def __init__(self, parser, threshold, everywhere, per_host, max_findings, targets=None):
         self.parser = parser
+        self.targets = list(targets or ())
         self.threshold = threshold
         self.everywhere = everywhere
         self.per_host = per_host
@@ -155,11 +189,19 @@ class _Evaluation(object):
         if counts is None:
             counts = self.hosts[host] = [0, 0, 0, 0, 0]
         self.host_counts = counts
-        self.host_accepts = self.per_host.get(host.lower(), frozenset())
+        self.host_accepts = self._accepts(host, None)
+
+    def _accepts(self, report_name, host_ip):
+        if not self.per_host:
+            return frozenset()
+        found = frozenset()
+        for key in host_keys(report_name, host_ip, self.targets):
+            found = found | self.per_host.get(key, frozenset())
+        return found
 
     def _tag(self, attrs):
-        if self.host is not None and attrs.get("name") in _HOST_ALIAS_TAGS and self.per_host:
-            self._collect("alias")
+        if self.host is not None and attrs.get("name") == _SCANNED_ADDRESS_TAG and self.per_host:
+            self._collect("host_ip")
 
     def _pref_name(self, attrs):
         if not self.in_report:
@@ -219,10 +261,8 @@ class _Evaluation(object):
         elif target == "pref_value":
             self.severity_basis = value or None
             self.pending_pref = None
-        elif target == "alias" and value:
-            extra = self.per_host.get(value.lower())
-            if extra:
-                self.host_accepts = self.host_accepts | extra
+        elif target == "host_ip" and value:
+            self.host_accepts = self.host_accepts | self._accepts(self.host, value)
 
     # -- result
     def result(self, fail_on):
@@ -283,12 +323,12 @@ def _new_parser():
     return parser
 
 
-def evaluate_stream(stream, fail_on="medium", accepted_plugins=None, max_findings=DEFAULT_MAX_FINDINGS):
+def evaluate_stream(stream, fail_on="medium", accepted_plugins=None, max_findings=DEFAULT_MAX_FINDINGS, targets=None):
     """Evaluate a binary file object holding a .nessus report; see evaluate_file."""
     threshold = severity_level(fail_on)
     everywhere, per_host = normalise_accepted(accepted_plugins)
     parser = _new_parser()
-    evaluation = _Evaluation(parser, threshold, everywhere, per_host, max_findings)
+    evaluation = _Evaluation(parser, threshold, everywhere, per_host, max_findings, targets)
     read = stream.read
     feed = parser.Parse
     try:
@@ -305,16 +345,18 @@ def evaluate_stream(stream, fail_on="medium", accepted_plugins=None, max_finding
     return evaluation.result(str(fail_on).lower())
 
 
-def evaluate_file(path, fail_on="medium", accepted_plugins=None, max_findings=DEFAULT_MAX_FINDINGS):
+def evaluate_file(path, fail_on="medium", accepted_plugins=None, max_findings=DEFAULT_MAX_FINDINGS, targets=None):
     """Verdict on the .nessus report at ``path``.
 
     ``fail_on``: lowest severity (info, low, medium, high, critical) that blocks.
-    ``accepted_plugins``: plugin IDs that never block (list), or per host (dict, ``"*"`` = all).
+    ``accepted_plugins``: plugin IDs that never block (list), or per scanned target (dict,
+    ``"*"`` = all; matched as ``host_keys`` says).
+    ``targets``: the targets the scan was created with, when known (nessus_scan).
     ``max_findings``: at most that many findings listed per list (0 = all); counts stay exact.
     Raises NessusReportError when the report cannot be trusted.
     """
     try:
         with open(path, "rb") as stream:
-            return evaluate_stream(stream, fail_on, accepted_plugins, max_findings)
+            return evaluate_stream(stream, fail_on, accepted_plugins, max_findings, targets)
     except (IOError, OSError) as exc:
         raise NessusReportError("cannot read the report %s: %s" % (path, exc))

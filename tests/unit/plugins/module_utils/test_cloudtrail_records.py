@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 
 import pytest
 
@@ -164,7 +165,7 @@ def test_parse_log_gzip_and_plain():
     (b"\x1f\x8bnot gzip at all", "truncated or corrupt gzip"),
     (gzip.compress(b'{"digestStartTime": "2023-07-10T11:00:00Z"}'), "no Records"),
     (gzip.compress(b'[1, 2]'), "no Records"),
-    (gzip.compress(b'{"Records": [1]}'), r"Records\[0\] is not an object"),
+    (gzip.compress(json.dumps({"Records": [{"eventID": "1"}]}).encode()) + b"trailing garbage", "corrupt gzip"),
 ])
 def test_parse_log_bad_files(data, message):
     with pytest.raises(records.BadLogFile, match=message):
@@ -199,3 +200,100 @@ def test_without_orjson_same_rows(monkeypatch):
     plain = records.copy_line(record(userAgent=UA_331, requestParameters={"k\x00": "\u00e9"}))
     assert json.loads(columns(line)["record"]) == json.loads(columns(plain)["record"])
     assert columns(line)["user_agent"] == columns(plain)["user_agent"]
+
+
+# --- decompression with a cap -------------------------------------------------------------------
+
+def _bomb(mebibytes):
+    """gzip of `mebibytes` MiB of spaces (about 1 KB compressed per MiB), built without holding it."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b" " * (1 << 20)
+    parts = [packer.compress(block) for _mib in range(mebibytes)]
+    parts.append(packer.flush())
+    return b"".join(parts)
+
+
+def test_decompression_bomb_is_a_bad_file_at_the_default_cap():
+    bomb = _bomb(300)  # 300 MiB of spaces: more than the default 256 MiB
+    assert len(bomb) < 1 << 20
+    with pytest.raises(records.BadLogFile, match=r"decompresses to more than 256 MiB \(max_file_size\)"):
+        records.parse_log(bomb)
+
+
+def test_decompression_stops_at_the_cap():
+    """Memory stays near the cap: the bomb is never decompressed whole."""
+    import tracemalloc
+    bomb = _bomb(200)
+    tracemalloc.start()
+    try:
+        with pytest.raises(records.BadLogFile, match="decompresses to more than 4 MiB"):
+            records.parse_log(bomb, max_size=4 << 20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, "decompression allocated %d MiB for a 4 MiB cap" % (peak >> 20)
+
+
+def test_plain_file_over_the_cap():
+    with pytest.raises(records.BadLogFile, match="larger than 1 MiB"):
+        records.parse_log(b" " * ((1 << 20) + 1), max_size=1 << 20)
+
+
+def test_gzip_members_are_all_read_and_count_against_the_cap():
+    body = json.dumps({"Records": [record(eventID="%d" % number) for number in range(3)]}).encode()
+    half = len(body) // 2
+    two = gzip.compress(body[:half]) + gzip.compress(body[half:]) + b"\x00" * 8
+    assert [item["eventID"] for item in records.parse_log(two)] == ["0", "1", "2"]
+    with pytest.raises(records.BadLogFile, match="decompresses to more than"):
+        records.gunzip(two, len(body) - 1)
+    assert records.gunzip(two, len(body)) == body
+
+
+# --- one bad record is that record's problem ----------------------------------------------------
+
+def _bad_records_file():
+    good = [json.dumps(record(eventID="good-%d" % number)) for number in range(3)]
+    bad = [
+        '{"eventID": "inf", "requestParameters": {"size": 1e999}}',     # no double holds it
+        '{"eventID": "surrogate", "userAgent": "\\ud800 lone"}',        # lone UTF-16 surrogate
+        '{"eventID": "nan", "requestParameters": {"x": NaN}}',           # not JSON, Python takes it
+        '5',                                                              # not an object
+    ]
+    text = '{"Records": [%s, %s, %s, %s, %s, %s, %s]}' % (good[0], bad[0], bad[1], good[1], bad[2], bad[3], good[2])
+    raw = text.encode("utf-8")
+    # and one with bytes that are not UTF-8 at all
+    raw = raw[:-2] + b', {"eventID": "bytes", "userAgent": "\xff\xfe"}]}'
+    return gzip.compress(raw)
+
+
+@pytest.mark.parametrize("with_orjson", [True, False])
+def test_bad_records_are_rejected_one_by_one(monkeypatch, with_orjson):
+    if not with_orjson:
+        monkeypatch.setattr(records, "orjson", None)
+    elif records.orjson is None:
+        pytest.skip("orjson not installed")
+    found = records.parse_log(_bad_records_file())
+    assert len(found) == 8
+    rejected = []
+    chunks, ids = records.copy_chunks(found, rows_per_chunk=2, rejected=rejected)
+    assert ids == ["good-0", "good-1", "good-2"]
+    assert b"".join(chunks).count(b"\n") == 3
+    reasons = dict(rejected)
+    assert sorted(reasons) == [1, 2, 4, 5, 7]
+    assert "1e999" in reasons[1] and "requestParameters.size" in reasons[1]
+    assert "surrogate" in reasons[2] and "userAgent" in reasons[2]
+    assert "NaN" in reasons[4]
+    assert reasons[5] == "not an object"
+    assert "not UTF-8" in reasons[7]
+    # the rows that are built are valid jsonb text: no Infinity/NaN, valid UTF-8
+    for line in b"".join(chunks).splitlines():
+        stored = columns(line + b"\n")["record"].replace(b"\\\\", b"\\").decode("utf-8")
+        json.loads(stored, parse_constant=lambda name: pytest.fail("%s in a stored record" % name))
+
+
+def test_impossible_event_time_is_null():
+    for value in ("2023-13-45T10:00:00Z", "2023-02-30T10:00:00Z", "2023-07-10T25:00:00Z", "0000-01-01T00:00:00Z",
+                  "2024-02-29T23:59:60.5+02:00", "2023-07-10T11:42:36+16:00"):
+        assert columns(records.copy_line(record(eventTime=value)))["event_time"] == b"\\N", value
+    for value in ("2024-02-29T23:59:60+02:00", "2023-07-10T11:42:36.123456-0530", "2023-01-31T00:00:00Z"):
+        assert columns(records.copy_line(record(eventTime=value)))["event_time"] == value.encode(), value

@@ -95,16 +95,56 @@ def test_accepted_plugins_global_list():
 def test_accepted_plugins_per_host():
     name = "pytenable_example.nessus"
     ids = _critical_ids(name)
-    assert evaluate_file(sample(name), fail_on="critical", accepted_plugins={"adam": ids})["passed"] is True
-    assert evaluate_file(sample(name), fail_on="critical", accepted_plugins={"ADAM": ids})["passed"] is True
-    assert evaluate_file(sample(name), fail_on="critical", accepted_plugins={"*": ids})["passed"] is True
-    # matched by the host-ip / host-fqdn properties too
+    # the scanned address (host-ip), any case, and "*"
     assert evaluate_file(sample(name), fail_on="critical", accepted_plugins={"192.168.16.133": ids})["passed"] is True
-    assert evaluate_file(sample(name), fail_on="critical", accepted_plugins={"adam.ad.demo.io": ids})["passed"] is True
+    assert evaluate_file(sample(name), fail_on="critical", accepted_plugins={"*": ids})["passed"] is True
+    # the scan's target: the only target of the scan, or the ReportHost name when it is a target
+    assert evaluate_file(sample(name), fail_on="critical", accepted_plugins={"10.9.9.9": ids},
+                         targets=["10.9.9.9"])["passed"] is True
+    assert evaluate_file(sample(name), fail_on="critical", accepted_plugins={"ADAM": ids},
+                         targets=["adam", "10.1.1.1"])["passed"] is True
     other = evaluate_file(sample(name), fail_on="critical", accepted_plugins={"someone-else": ids})
     assert other["passed"] is False and other["blocking_count"] == 7
-    mixed = evaluate_file(sample(name), fail_on="critical", accepted_plugins={"*": ids[:3], "adam": ids[3:]})
+    mixed = evaluate_file(sample(name), fail_on="critical", accepted_plugins={"*": ids[:3], "192.168.16.133": ids[3:]})
     assert mixed["passed"] is True
+    # an address in the ReportHost name is the scanned address
+    v3 = "rubynessus_example_v3.nessus"
+    assert evaluate_file(sample(v3), fail_on="critical", accepted_plugins={"10.0.0.1": _critical_ids(v3)})["passed"]
+
+
+@pytest.mark.parametrize("claimed", ["adam", "adam.ad.demo.io", "ADAM.AD.DEMO.IO"])
+def test_accepted_plugins_never_match_what_the_host_says_about_itself(claimed):
+    """host-fqdn / hostname (and a ReportHost name that is neither an address nor a target) come
+    from the host or its DNS: a rogue host claiming the name of an accepted host stays blocked."""
+    name = "pytenable_example.nessus"
+    ids = _critical_ids(name)
+    result = evaluate_file(sample(name), fail_on="critical", accepted_plugins={claimed: ids})
+    assert result["passed"] is False and result["blocking_count"] == 7 and result["accepted_count"] == 0
+    # scanned as 192.168.16.133 (another target than the accepted one): still blocked
+    result = evaluate_file(sample(name), fail_on="critical", accepted_plugins={claimed: ids},
+                           targets=["192.168.16.133", "10.0.0.7"])
+    assert result["passed"] is False and result["blocking_count"] == 7
+
+
+def test_accepted_plugins_netbios_name_is_not_a_target():
+    name = "rubynessus_example_v3.nessus"
+    ids = _critical_ids(name)
+    for claimed in ("METASPLOITABLE", "hostname"):
+        result = evaluate_file(sample(name), fail_on="critical", accepted_plugins={claimed: ids})
+        assert result["passed"] is False and result["accepted_count"] == 0
+
+
+def test_accepted_plugins_forged_host_properties(tmp_path):
+    """A host whose self-reported names are another host's address gains nothing from them."""
+    text = ('<NessusClientData_v2><Report name="r"><ReportHost name="rogue.internal"><HostProperties>'
+            '<tag name="hostname">10.0.0.5</tag><tag name="host-fqdn">10.0.0.5</tag>'
+            '<tag name="netbios-name">10.0.0.5</tag><tag name="host-ip">10.0.0.66</tag></HostProperties>'
+            '<ReportItem severity="4" port="22" protocol="tcp" pluginID="51192" pluginName="x"/>'
+            '</ReportHost></Report></NessusClientData_v2>')
+    path = _write(tmp_path, text)
+    assert evaluate_file(path, accepted_plugins={"10.0.0.5": [51192]})["passed"] is False
+    assert evaluate_file(path, accepted_plugins={"10.0.0.5": [51192]}, targets=["10.0.0.66", "10.0.0.5"])["passed"] is False
+    assert evaluate_file(path, accepted_plugins={"10.0.0.66": [51192]})["passed"] is True
 
 
 @pytest.mark.parametrize("bad", [["abc"], {"host": ["x1"]}, [True], {"host": [None]}])

@@ -47,8 +47,12 @@ def test_report_accepted_per_host(capsys):
     first = run(nessus_report, {"path": sample("dojo_nessus_with_cvssv3.nessus"), "fail_on": "critical"}, capsys)
     ids = [f["plugin_id"] for f in first["blocking_findings"]]
     out = run(nessus_report, {"path": sample("dojo_nessus_with_cvssv3.nessus"), "fail_on": "critical",
-                              "accepted_plugins": {"testphp.vulnweb.com": ids}}, capsys)
+                              "accepted_plugins": {"44.228.249.3": ids}}, capsys)
     assert out["passed"] is True and out["accepted_count"] == 2
+    # the host's DNS name (ReportHost name and host-fqdn) is not the scanned address
+    named = run(nessus_report, {"path": sample("dojo_nessus_with_cvssv3.nessus"), "fail_on": "critical",
+                                "accepted_plugins": {"testphp.vulnweb.com": ids}}, capsys)
+    assert named["passed"] is False and named["accepted_count"] == 0 and named["blocking_count"] == 2
 
 
 def test_report_malformed_fails(capsys):
@@ -101,3 +105,23 @@ def test_scan_on_professional_fails_before_creating(capsys, monkeypatch):
                             "fail_on": "critical"}, capsys)
     assert out["failed"] is True and out["passed"] is False
     assert "scan_id" in out["msg"] and "Professional" in out["msg"]
+
+
+def test_username_is_not_masked_in_messages(capsys, monkeypatch):
+    """username is not a secret: with no_log it masked every occurrence of its value, here the
+    scanner's host name in the URL of the error. The password stays masked."""
+    import socket
+    import urllib.error
+
+    def opener(url, method=None, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(client_mod, "open_url", opener)
+    out = run(nessus_scan, {"url": "https://scanner.example:8834", "username": "scanner",
+                            "password": "scanner-password-1", "targets": ["10.0.0.9"]}, capsys)
+    assert out["failed"] is True and out["passed"] is False
+    assert "https://scanner.example:8834" in out["msg"], out["msg"]
+    assert "scanner-password-1" not in json.dumps(out)
+    from ansible_collections.cloudefigo.core.plugins.module_utils._nessus.common import nessus_argument_spec
+    spec = nessus_argument_spec()
+    assert not spec["username"].get("no_log") and spec["password"]["no_log"] is True
