@@ -45,8 +45,10 @@ def launch(lab, aws, playbook, tmp_path):
     name = "fault-%s" % uuid.uuid4().hex[:8]
     created_nodes = []
 
+    # before a test turns IAM enforcement on: the lab's own credentials are refused then
+    s3_gateway_endpoint(aws.client("ec2"))
+
     def _run(chef_node=True, spec=None, env=None, **overrides):
-        s3_gateway_endpoint(aws.client("ec2"))
         if chef_node:
             _chef(lab).request("POST", "/nodes", data={
                 "name": name, "json_class": "Chef::Node", "chef_type": "node", "chef_environment": "_default",
@@ -119,7 +121,11 @@ def _assert_contained(aws, name, result, summary, reason_start):
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             allowed.update((a, r) for a in actions for r in resources)
-    assert allowed == {("s3:GetObject", "arn:aws:s3:::%s/volumes/%s.key" % (KEY_BUCKET, name))}, allowed
+    # its own key and, when the key is SSE-KMS, kms:Decrypt of that KMS key (through S3 only)
+    own_key = ("s3:GetObject", "arn:aws:s3:::%s/volumes/%s.key" % (KEY_BUCKET, name))
+    assert own_key in allowed, allowed
+    assert all(pair == own_key or pair[0] == "kms:Decrypt" and pair[1].startswith("arn:aws:kms:")
+               for pair in allowed), allowed
 
 
 def test_nessus_scan_api_unavailable_412(lab, aws, launch):
@@ -182,3 +188,17 @@ def test_host_unreachable(aws, launch):
     result, summary = launch(secure_launch_configure_instance=True, secure_launch_connect_timeout=10,
                              secure_launch_ssh_common_args="-o ConnectTimeout=3 -o StrictHostKeyChecking=no")
     _assert_contained(aws, launch.name, result, summary, "Wait for the instance to answer")
+
+
+def test_role_not_bound_instance_never_gets_credentials(lab, aws, launch):
+    # the bound role cannot be written: the instance must never be given its profile (no credentials)
+    env = _enforce_with_deny(lab, aws, "iam:PutRolePolicy")
+    result, summary = launch(env=env)
+    # (the SecurityReason tag keeps a portable character set: no comma)
+    _assert_contained(aws, launch.name, result, summary, "Create the instance role bound to the instance")
+    ec2 = aws.client("ec2")
+    instance = [i for r in ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [launch.name]}])["Reservations"]
+                for i in r["Instances"]][0]
+    assert "IamInstanceProfile" not in instance, instance["IamInstanceProfile"]
+    assert ec2.describe_iam_instance_profile_associations(
+        Filters=[{"Name": "instance-id", "Values": [instance["InstanceId"]]}])["IamInstanceProfileAssociations"] == []

@@ -618,7 +618,8 @@ def _rules(ec2, group):
     return found["IpPermissions"], found["IpPermissionsEgress"]
 
 
-def test_launch_refuses_to_purge_a_group_it_did_not_create(lab, aws, tmp_path):
+@pytest.mark.parametrize("setting", ["secure_launch_production_group", "secure_launch_isolation_group"])
+def test_launch_refuses_to_purge_a_group_it_did_not_create(lab, aws, tmp_path, setting):
     if "LAB_NESSUS_URL" not in lab:
         pytest.skip("needs the Nessus simulator")
     ec2 = aws.client("ec2")
@@ -626,10 +627,11 @@ def test_launch_refuses_to_purge_a_group_it_did_not_create(lab, aws, tmp_path):
     before = _rules(ec2, group)
     name = "foreign-%s" % uuid.uuid4().hex[:6]
 
-    result = _launch_one(lab, tmp_path, name, secure_launch_production_group="web-team")
+    result = _launch_one(lab, tmp_path, name, **{setting: "web-team"})
     assert result.rc != 0, _output(result)
     assert "web-team (%s)" % group in result.stdout and "was not created by cloudefigo.core" in result.stdout, \
         _output(result)
+    assert "Set %s to a group name of its own" % setting in result.stdout, _output(result)
     assert _rules(ec2, group) == before
     # stopped before anything was created
     assert _instances(ec2, **{"tag:Name": [name]}) == []
@@ -650,6 +652,7 @@ def test_quarantine_refuses_to_empty_an_isolation_group_it_did_not_create(lab, a
         "audit_quarantine_grace_seconds": 0,
         "audit_quarantine_case_id": "case-foreign",
         "audit_isolation_group_name": "web-team",
+        "audit_evidence_bucket": "foreign-evidence",
         "audit_report_dir": str(tmp_path / "audit"),
     }))
     assert result.rc != 0, _output(result)
