@@ -29,20 +29,10 @@ KEY_BUCKET = "example-volume-keys"
 ROLE = "arn:aws:iam::%s:role/cloudefigo/cloudefigo-web-1" % ACCOUNT
 PROFILE = "arn:aws:iam::%s:instance-profile/cloudefigo/cloudefigo-web-1" % ACCOUNT
 # the settings docs/controller-policy.json and docs/controller-policy-quarantine.json are rendered with
-REFERENCE = {
-    "controller_policy_account_id": ACCOUNT,
-    "controller_policy_key_bucket": KEY_BUCKET,
-    "controller_policy_permissions_boundary_arn": BOUNDARY,
-    "controller_policy_report_bucket": "example-audit-reports",
-    "controller_policy_cloudtrail_buckets": ["example-cloudtrail-logs"],
-    "controller_policy_data_kms_key_arns": ["arn:aws:kms:eu-west-1:%s:key/00000000-0000-0000-0000-000000000000" % ACCOUNT],
-    "controller_policy_quarantine_unmanaged": True,
-    "controller_policy_evidence_bucket": "example-quarantine-evidence",
-    "controller_policy_quarantine_protected_role_arns": [CONTROLLER],
-}
+REFERENCE_SETTINGS = os.path.join(ROOT, "docs", "controller-policy-reference.yml")
 
 
-def render(**settings):
+def render(settings_file=None, **settings):
     """(controller policy, quarantine policy or None) as playbooks/controller_policy.yml writes them."""
     with tempfile.TemporaryDirectory() as workdir:
         dest, quarantine_dest = os.path.join(workdir, "c.json"), os.path.join(workdir, "q.json")
@@ -51,8 +41,9 @@ def render(**settings):
         env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
                    ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".cache", "collections"),
                    ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_NOCOLOR="1")
-        proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), PLAYBOOK, "-i", "localhost,",
-                               "-e", json.dumps(extra)], cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+        files = ["-e", "@" + settings_file] if settings_file else []
+        proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), PLAYBOOK, "-i", "localhost,"]
+                              + files + ["-e", json.dumps(extra)], cwd=ROOT, env=env, capture_output=True, text=True, check=False,
                               timeout=300)
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
         with open(dest) as handle:
@@ -71,7 +62,7 @@ def plain():
 
 @pytest.fixture(scope="module")
 def full():
-    return render(**REFERENCE)
+    return render(REFERENCE_SETTINGS)
 
 
 def _policies(rendered):
