@@ -180,8 +180,8 @@ def test_termination_protected_instance_is_refused(victim):
 def test_quarantined_instance_is_refused(victim):
     ec2, iam = victim.aws.client("ec2"), victim.aws.client("iam")
     # quarantine as instance_quarantine does it: the tag, and the revocation policy on the role
-    ec2.create_tags(Resources=[victim.instance_id], Tags=[{"Key": "SecurityStatus", "Value": "quarantined"},
-                                                         {"Key": "QuarantineCaseId", "Value": "case-7"}])
+    ec2.create_tags(Resources=[victim.instance_id], Tags=[
+        {"Key": "SecurityStatus", "Value": "quarantined"}, {"Key": "QuarantineCaseId", "Value": "case-7"}])
     result = victim.terminate([victim.instance_id])
     assert result.rc != 0, _output(result)
     assert "is quarantined (SecurityStatus=quarantined, case case-7)" in result.stdout, _output(result)
