@@ -20,10 +20,20 @@ Contract (pinned by tests/integration/test_aws_proxy.py):
   ``Request`` and returns a ``Response`` to answer without moto, or None to pass.  They run in
   order before forwarding.  Later lab needs (IMDS user data, lifecycle actions, injected latency
   or failures) are added here as behaviours, with a line in the contract test.
+- ``ec2_console_output`` (behaviour): answers ec2 ``GetConsoleOutput`` (Query API, the XML shape of
+  AWS's answer: ``instanceId``, ``timestamp``, base64 ``output`` of the last 64 KiB) for an
+  instance bound to a console file, from that file; every other instance goes to moto (whose
+  console output is canned).  Binding, a control endpoint: ``POST console`` with JSON
+  ``{"instance_id": "i-...", "console_file": optional}`` binds the instance to that file, by
+  default the lab VM's serial console (``<state>/vm-console.log``, the ``--vm-console`` argument):
+  the VM then stands in for that instance.  ``GET console`` -> ``{"consoles": {id: file}}``;
+  ``POST reset`` forgets the bindings too.  Pinned by tests/integration/test_aws_proxy.py.
 
 Run by the lab as ``python -m services.aws_proxy --upstream URL --port N --log FILE`` (cwd lab/).
 """
 import argparse
+import base64
+import datetime
 import http.client
 import json
 import os
@@ -85,6 +95,63 @@ def imds_identity_document(request):
 
 BEHAVIOURS = [("imds_identity_document", imds_identity_document)]
 
+CONSOLE_BYTES = 64 * 1024  # GetConsoleOutput returns the last 64 KB
+EC2_XMLNS = "http://ec2.amazonaws.com/doc/2016-11-15/"
+
+
+class Consoles:
+    """Which instance ids stand for a console file (the lab VM's serial console by default)."""
+
+    def __init__(self, vm_console=None):
+        self.vm_console = vm_console
+        self.lock = threading.Lock()
+        self.bound = {}
+
+    def bind(self, instance_id, console_file=None):
+        path = console_file or self.vm_console
+        if not re.match(r"^i-[0-9a-f]{8,17}$", instance_id or ""):
+            raise ValueError("instance_id must look like i-0123456789abcdef0")
+        if not path:
+            raise ValueError("no console_file given and the proxy knows no VM console (--vm-console)")
+        with self.lock:
+            self.bound[instance_id] = path
+        return path
+
+    def snapshot(self):
+        with self.lock:
+            return dict(self.bound)
+
+    def reset(self):
+        with self.lock:
+            self.bound = {}
+
+    def behaviour(self, request):
+        """ec2 GetConsoleOutput for a bound instance, answered from its console file."""
+        if request.service not in ("ec2", None) or request.method not in ("GET", "POST"):
+            return None
+        params = dict(request.params)
+        if request.method == "POST" and "x-www-form-urlencoded" in request.headers.get("content-type", ""):
+            params.update(urllib.parse.parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True))
+        if params.get("Action") != ["GetConsoleOutput"]:
+            return None
+        instance_id = (params.get("InstanceId") or [""])[0]
+        path = self.snapshot().get(instance_id)
+        if path is None:
+            return None
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, handle.tell() - CONSOLE_BYTES))
+                output = handle.read()
+        except FileNotFoundError:
+            output = b""  # not booted yet: AWS answers without output too
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        body = ('<?xml version="1.0" encoding="UTF-8"?>\n<GetConsoleOutputResponse xmlns="%s">'
+                "<requestId>%s</requestId><instanceId>%s</instanceId><timestamp>%s</timestamp>"
+                "<output>%s</output></GetConsoleOutputResponse>"
+                % (EC2_XMLNS, "lab-%d" % int(time.time() * 1000), instance_id, now, base64.b64encode(output).decode()))
+        return Response(200, body, {"Content-Type": "text/xml;charset=UTF-8"})
+
 
 # --- the server --------------------------------------------------------------------------------
 class Recorder:
@@ -115,7 +182,7 @@ class Recorder:
             return list(self.records)
 
 
-def make_handler(upstream, recorder, behaviours):
+def make_handler(upstream, recorder, behaviours, consoles=None):
     up = urllib.parse.urlsplit(upstream)
 
     class Handler(BaseHTTPRequestHandler):
@@ -165,7 +232,20 @@ def make_handler(upstream, recorder, behaviours):
                 return Response(200, json.dumps({"requests": recorder.snapshot()}), {"Content-Type": "application/json"})
             if request.method == "POST" and name == "reset":
                 recorder.reset()
+                if consoles is not None:
+                    consoles.reset()
                 return Response(200, json.dumps({"ok": True}), {"Content-Type": "application/json"})
+            if consoles is not None and name == "console":
+                if request.method == "GET":
+                    return Response(200, json.dumps({"consoles": consoles.snapshot()}), {"Content-Type": "application/json"})
+                if request.method == "POST":
+                    try:
+                        wanted = json.loads(request.body or b"{}")
+                        path = consoles.bind(wanted.get("instance_id"), wanted.get("console_file"))
+                    except (ValueError, AttributeError) as exc:
+                        return Response(400, json.dumps({"error": str(exc)}), {"Content-Type": "application/json"})
+                    return Response(200, json.dumps({"ok": True, "instance_id": wanted["instance_id"], "console_file": path}),
+                                    {"Content-Type": "application/json"})
             return Response(404, json.dumps({"error": "no such control endpoint: %s" % request.path}))
 
         def _forward(self, request):
@@ -219,12 +299,16 @@ def make_handler(upstream, recorder, behaviours):
     return Handler
 
 
-def serve(upstream, port, log_path, behaviours=None, host="127.0.0.1"):
+def serve(upstream, port, log_path, behaviours=None, host="127.0.0.1", vm_console=None):
     """A started server (serve_forever in a daemon thread); server.server_address has the port."""
     recorder = Recorder(log_path)
-    server = ThreadingHTTPServer((host, port), make_handler(upstream.rstrip("/"), recorder, BEHAVIOURS if behaviours is None else behaviours))
+    consoles = Consoles(vm_console)
+    if behaviours is None:
+        behaviours = BEHAVIOURS + [("ec2_console_output", consoles.behaviour)]
+    server = ThreadingHTTPServer((host, port), make_handler(upstream.rstrip("/"), recorder, behaviours, consoles))
     server.daemon_threads = True
     server.recorder = recorder
+    server.consoles = consoles
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server
@@ -240,8 +324,10 @@ def start(ctx):
     port = free_port()
     log = os.path.join(ctx.state_dir, "aws_proxy.log")
     requests_log = os.path.join(ctx.state_dir, "aws_proxy.requests.jsonl")
+    # the VM's serial console (lab/services/vm.py writes it there; it may start later or never)
+    vm_console = os.path.join(ctx.state_dir, "vm-console.log")
     proc = spawn([ctx.venv_bin("python"), "-m", "services.aws_proxy", "--upstream", upstream, "--port", str(port),
-                  "--log", requests_log], log, cwd=os.path.join(ctx.root, "lab"))
+                  "--log", requests_log, "--vm-console", vm_console], log, cwd=os.path.join(ctx.root, "lab"))
     url = "http://127.0.0.1:%d" % port
     wait_for(lambda: http_ok(url + CONTROL + "health"), 30, "aws_proxy", proc, log)
     return {
@@ -259,8 +345,9 @@ def main(argv=None):
     parser.add_argument("--upstream", required=True, help="moto's URL")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log", default="", help="JSON-lines file of the recorded requests")
+    parser.add_argument("--vm-console", default="", help="the lab VM's serial console file (GetConsoleOutput)")
     args = parser.parse_args(argv)
-    server = serve(args.upstream, args.port, args.log or None)
+    server = serve(args.upstream, args.port, args.log or None, vm_console=args.vm_console or None)
     try:
         while True:
             time.sleep(3600)

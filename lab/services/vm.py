@@ -60,6 +60,7 @@ def start(ctx):
         handle.truncate(DATA_DISK_BYTES)
 
     port = free_port()
+    # lab/services/aws_proxy.py answers GetConsoleOutput from this file (its --vm-console)
     console = os.path.join(state, "vm-console.log")
     log = os.path.join(state, "vm-qemu.log")
     for path in (console, log):

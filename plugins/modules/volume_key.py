@@ -62,6 +62,7 @@ options:
     choices: [present, absent]
     default: present
   instance_id:
+    version_added: 0.2.0
     description:
       - The EC2 instance the key belongs to (C(i-...)). Written as the C(cloudefigo:instance-id) mark
         and, as the instance's ARN, as the C(cloudefigo:instance-arn) tag the bucket policy compares
@@ -69,11 +70,13 @@ options:
     type: str
     required: true
   launch_id:
+    version_added: 0.2.0
     description:
       - The launch that owns the key. Required with O(state=present) (written as the
         C(cloudefigo:launch-id) mark); with O(state=absent) compared when given.
     type: str
   adopt_instance_id:
+    version_added: 0.2.0
     description:
       - Explicit adoption of a key made by 0.1.0 (or by hand) that carries no ownership marks, or
         carries the instance mark without a launch id. Must equal O(instance_id). The module then
@@ -100,6 +103,7 @@ options:
         not tagged C(cloudefigo:key-bucket=<bucket>) is refused.
     type: str
   controller_principals:
+    version_added: 0.2.0
     description:
       - IAM role or user ARNs (with their path) that may write, delete, tag, list and administer the
         key bucket and administer its KMS key. Everyone else is denied all of it by the bucket policy.
@@ -110,6 +114,7 @@ options:
     type: list
     elements: str
   expected_bucket_owner:
+    version_added: 0.2.0
     description:
       - Account id that must own O(bucket); sent as C(ExpectedBucketOwner) with every S3 request, so a
         bucket of the same name in another account is never written to or read from.
@@ -128,6 +133,7 @@ options:
     type: bool
     default: true
   omit_conditioned_denies:
+    version_added: 0.2.0
     description:
       - B(Lab switch.) Leaves every conditioned C(Deny) statement out of the bucket policy (and
         removes the module's own from it). moto applies a bucket policy's Deny statements without

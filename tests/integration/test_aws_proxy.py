@@ -139,3 +139,40 @@ def test_behaviours_run_in_order_before_forwarding(lab, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def post_json(url, payload):
+    req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return resp.status, json.loads(resp.read())
+
+
+def test_ec2_console_output_behaviour_answers_bound_instances_from_their_console(aws, lab, proxy, tmp_path):
+    """GetConsoleOutput of a bound instance comes from its console file (the lab VM's serial
+    console by default), in the shape botocore's ec2 model parses; other instances get moto's."""
+    import boto3
+    ec2 = boto3.client("ec2", endpoint_url=proxy, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    bound, other = [i["InstanceId"] for i in ec2.run_instances(ImageId="ami-1e749f67", MinCount=2, MaxCount=2)["Instances"]]
+    console = tmp_path / "console.log"
+    head = b"x" * (70 * 1024)  # more than the 64 KB GetConsoleOutput returns
+    tail = b"-----BEGIN SSH HOST KEY KEYS-----\r\nssh-ed25519 AAAA root@lab-vm\r\n-----END SSH HOST KEY KEYS-----\r\n"
+    console.write_bytes(head + tail)
+
+    status, answer = post_json(proxy + "/_lab/proxy/console", {"instance_id": bound, "console_file": str(console)})
+    assert status == 200 and answer["console_file"] == str(console)
+    assert json.loads(get(proxy + "/_lab/proxy/console")[1]) == {"consoles": {bound: str(console)}}
+    status, answer = post_json(proxy + "/_lab/proxy/console", {"instance_id": other})  # default: the VM's console
+    assert answer["console_file"] == os.path.join(os.path.dirname(lab["LAB_AWS_PROXY_LOG"]), "vm-console.log")
+
+    got = ec2.get_console_output(InstanceId=bound)
+    assert got["InstanceId"] == bound and got["Timestamp"].year >= 2024
+    assert got["Output"] == (head + tail)[-64 * 1024:].decode() and got["Output"].endswith(tail.decode())
+    assert [r["answered_by"] for r in recorded(proxy) if r["service"] == "ec2"][-1] == "ec2_console_output"
+    with pytest.raises(urllib.error.HTTPError) as err:
+        post_json(proxy + "/_lab/proxy/console", {"instance_id": "not-an-instance"})
+    assert err.value.code == 400
+
+    post(proxy + "/_lab/proxy/reset")  # forgets the bindings: moto answers again
+    assert json.loads(get(proxy + "/_lab/proxy/console")[1]) == {"consoles": {}}
+    assert "SSH HOST KEY" not in (ec2.get_console_output(InstanceId=bound).get("Output") or "")
+    assert [r["answered_by"] for r in recorded(proxy) if r["service"] == "ec2"] == ["moto"]

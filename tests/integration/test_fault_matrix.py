@@ -185,7 +185,9 @@ def test_volume_attach_error(lab, aws, launch):
 
 def test_host_unreachable(aws, launch):
     # the moto instance's private address leads nowhere: SSH never answers
+    # (accept-new: the console host-key pinning is the next test's fault)
     result, summary = launch(secure_launch_configure_instance=True, secure_launch_connect_timeout=10,
+                             secure_launch_host_key_source="accept-new",
                              secure_launch_ssh_common_args="-o ConnectTimeout=3 -o StrictHostKeyChecking=no")
     _assert_contained(aws, launch.name, result, summary, "Wait for the instance to answer")
 
@@ -202,3 +204,12 @@ def test_role_not_bound_instance_never_gets_credentials(lab, aws, launch):
     assert "IamInstanceProfile" not in instance, instance["IamInstanceProfile"]
     assert ec2.describe_iam_instance_profile_associations(
         Filters=[{"Name": "instance-id", "Values": [instance["InstanceId"]]}])["IamInstanceProfileAssociations"] == []
+
+
+def test_console_shows_no_host_keys(aws, launch, tmp_path):
+    # moto's canned console output has no SSH host key block: the launch stops before any SSH
+    # connection (never falls back to trusting the first key), and no known_hosts file is written
+    result, summary = launch(secure_launch_configure_instance=True, secure_launch_host_keys_timeout=2)
+    _assert_contained(aws, launch.name, result, summary, "Read the host keys from the console output")
+    assert "No SSH host key block on the console" in result.stdout
+    assert os.listdir(str(tmp_path / "known_hosts")) == []
