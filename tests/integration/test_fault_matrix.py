@@ -192,15 +192,6 @@ def test_host_unreachable(aws, launch):
     _assert_contained(aws, launch.name, result, summary, "Wait for the instance to answer")
 
 
-def test_console_shows_no_host_keys(aws, launch, tmp_path):
-    # moto's canned console output has no SSH host key block: the launch stops before any SSH
-    # connection (never falls back to trusting the first key), and no known_hosts file is written
-    result, summary = launch(secure_launch_configure_instance=True, secure_launch_host_keys_timeout=2)
-    _assert_contained(aws, launch.name, result, summary, "Read the host keys from the console output")
-    assert "No SSH host key block on the console" in result.stdout
-    assert os.listdir(str(tmp_path / "known_hosts")) == []
-
-
 def test_role_not_bound_instance_never_gets_credentials(lab, aws, launch):
     # the bound role cannot be written: the instance must never be given its profile (no credentials)
     env = _enforce_with_deny(lab, aws, "iam:PutRolePolicy")
@@ -213,3 +204,12 @@ def test_role_not_bound_instance_never_gets_credentials(lab, aws, launch):
     assert "IamInstanceProfile" not in instance, instance["IamInstanceProfile"]
     assert ec2.describe_iam_instance_profile_associations(
         Filters=[{"Name": "instance-id", "Values": [instance["InstanceId"]]}])["IamInstanceProfileAssociations"] == []
+
+
+def test_console_shows_no_host_keys(aws, launch, tmp_path):
+    # moto's canned console output has no SSH host key block: the launch stops before any SSH
+    # connection (never falls back to trusting the first key), and no known_hosts file is written
+    result, summary = launch(secure_launch_configure_instance=True, secure_launch_host_keys_timeout=2)
+    _assert_contained(aws, launch.name, result, summary, "Read the host keys from the console output")
+    assert "No SSH host key block on the console" in result.stdout
+    assert os.listdir(str(tmp_path / "known_hosts")) == []

@@ -62,6 +62,8 @@ VALID = {
     "chef_client": ({"chef_client_package_url": "https://example.invalid/chef.deb",
                      "chef_client_package_sha256": "not-hex", "chef_client_server_url": "https://chef.invalid"},
                     {}, "Check the settings"),
+    "controller_policy": ({"controller_policy_account_id": "111122223333", "controller_policy_key_bucket": "example-keys"},
+                          {"controller_policy_role_path": "/"}, "Check the settings of the controller policy"),
 }
 
 
