@@ -406,6 +406,73 @@ def ohai_age(ohai_time, now=None):
         return None
 
 
+# --- ownership marks ---------------------------------------------------------------------------
+# chef_node writes them as the node's normal attributes {"cloudefigo": {"instance_id", "launch_id"}}
+# when it creates the node.  They are only as trustworthy as the node's ACL: the node's own client
+# (the instance) can rewrite its node.  They stop the controller from being steered onto a node of
+# another instance or launch (a copied tag, a reused name); they do not prove who runs a node.
+
+OWNER_ATTRIBUTE = "cloudefigo"
+
+
+def owner_of(marks):
+    """{"instance_id", "launch_id"} from a marks dict, or None when there are no marks."""
+    if not isinstance(marks, dict):
+        return None
+    owner = {
+        "instance_id": marks.get("instance_id") if isinstance(marks.get("instance_id"), str) else None,
+        "launch_id": marks.get("launch_id") if isinstance(marks.get("launch_id"), str) else None,
+    }
+    return owner if owner["instance_id"] or owner["launch_id"] else None
+
+
+def node_owner(node):
+    """The ownership marks of a full node object (normal attributes only), or None."""
+    return owner_of(((node or {}).get("normal") or {}).get(OWNER_ATTRIBUTE))
+
+
+def describe_owner(owner):
+    if not owner:
+        return "no owner"
+    parts = []
+    if owner.get("instance_id"):
+        parts.append("instance %s" % owner["instance_id"])
+    if owner.get("launch_id"):
+        parts.append("launch %s" % owner["launch_id"])
+    return ", ".join(parts)
+
+
+def node_ownership_error(name, node, instance_id=None, launch_id=None, adopt_instance_id=None):
+    """Why the caller may not write or delete node ``name`` (None when it may).
+
+    - a node that does not exist may be created by anyone (the caller's marks go on it);
+    - a marked node is touched only by a caller naming the same instance, and the same launch
+      when both sides have one; a caller naming no instance is refused (fail closed);
+    - an unmarked node (0.1.0, or made by hand, or pre-created by a rogue client) is touched by a
+      caller that names an instance only after explicit adoption (adopt_instance_id == instance_id);
+      a caller that names no instance keeps the 0.1.0 behaviour.
+    """
+    if node is None:
+        return None
+    owner = node_owner(node)
+    if owner:
+        if not instance_id:
+            return ("Chef node %s belongs to %s: give instance_id (and launch_id) to change or delete it"
+                    % (name, describe_owner(owner)))
+        if owner["instance_id"] and owner["instance_id"] != instance_id:
+            return ("Chef node %s belongs to %s, not to instance %s: refusing to change or delete it"
+                    % (name, describe_owner(owner), instance_id))
+        if launch_id and owner["launch_id"] and owner["launch_id"] != launch_id:
+            return ("Chef node %s belongs to %s, not to launch %s: refusing to change or delete it"
+                    % (name, describe_owner(owner), launch_id))
+        return None
+    if instance_id and adopt_instance_id != instance_id:
+        return ("Chef node %s exists without ownership marks (made by 0.1.0, by hand, or by another client):"
+                " refusing to take it over for instance %s; set adopt_instance_id=%s to adopt it once"
+                % (name, instance_id, instance_id))
+    return None
+
+
 NODE_SUMMARY_FIELDS = {
     "name": ["name"],
     "chef_environment": ["chef_environment"],
@@ -414,6 +481,8 @@ NODE_SUMMARY_FIELDS = {
     "ipaddress": ["ipaddress"],
     "fqdn": ["fqdn"],
     "ec2_instance_id": ["ec2", "instance_id"],
+    # partial search merges the precedence levels; chef_node writes the marks as normal attributes
+    "owner": [OWNER_ATTRIBUTE],
 }
 
 
@@ -422,6 +491,7 @@ def summarize_row(row, now=None):
     summary = dict((field, row.get(field)) for field in NODE_SUMMARY_FIELDS)
     summary["run_list"] = summary["run_list"] or []
     summary["ohai_age"] = ohai_age(summary["ohai_time"], now)
+    summary["owner"] = owner_of(summary["owner"])
     return summary
 
 
@@ -435,4 +505,5 @@ def summarize_node(node, now=None):
         "ipaddress": node_attribute(node, "ipaddress"),
         "fqdn": node_attribute(node, "fqdn"),
         "ec2_instance_id": node_attribute(node, "ec2", "instance_id"),
+        "owner": ((node.get("normal") or {}).get(OWNER_ATTRIBUTE)),
     }, now)

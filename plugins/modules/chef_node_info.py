@@ -98,9 +98,20 @@ nodes:
       type: str
       sample: ip-10-0-1-12.ec2.internal
     ec2_instance_id:
-      description: EC2 instance id reported by ohai (C(automatic.ec2.instance_id)); null off EC2.
+      description:
+        - EC2 instance id reported by ohai (C(automatic.ec2.instance_id)); null off EC2.
+        - What the node says about itself, not proof; see RV(nodes[].owner).
       type: str
       sample: i-0123456789abcdef0
+    owner:
+      description:
+        - Ownership marks written by M(cloudefigo.core.chef_node) when it created the node
+          (normal attributes C(cloudefigo.instance_id) and C(cloudefigo.launch_id)); null when unmarked.
+        - The node's own client can rewrite them. Compare them with what the controller recorded
+          (the instance's C(cloudefigo:chef-node) tag) before trusting them.
+      type: dict
+      version_added: 0.2.0
+      sample: {"instance_id": "i-0123456789abcdef0", "launch_id": "l-20240101-abcd"}
 """
 
 from ansible_collections.cloudefigo.core.plugins.module_utils._chef import (

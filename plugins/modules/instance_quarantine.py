@@ -40,7 +40,11 @@ options:
     default: quarantined
   isolation_group_name:
     description:
-      - Name of the isolation security group in the instance's VPC.
+      - Name of the isolation security group in the instance's VPC. Created when missing, tagged
+        C(cloudefigo:purpose=isolation), and kept without any rule.
+      - An existing group of that name must carry that tag (or be a group this collection's 0.1.0
+        created, with the tag C(Purpose=quarantine) and its description); any other group is refused
+        before anything changes, because quarantine removes every rule of the group.
     type: str
     default: cloudefigo-isolation
   case_id:
@@ -175,6 +179,19 @@ PROTECTION_TAG = "cloudefigo:quarantine:termination-protection"
 TAG_VALUE_MAX = 255
 
 
+ISOLATION_PURPOSE = "isolation"
+ISOLATION_DESCRIPTION = "Quarantine: no inbound, no outbound traffic (cloudefigo.core)"
+
+
+def owned_isolation_group(group):
+    """Whether this collection created the security group as an isolation group (its rules may go)."""
+    tags = tag_dict(group.get("Tags"))
+    if tags.get("cloudefigo:purpose") == ISOLATION_PURPOSE:
+        return True
+    # made by 0.1.0: no cloudefigo:purpose tag yet
+    return tags.get("Purpose") == "quarantine" and group.get("Description") == ISOLATION_DESCRIPTION
+
+
 def encode_groups(group_ids):
     """Previous group ids as tags: comma-separated, split over numbered keys past 255 characters."""
     value = ",".join(group_ids)
@@ -302,13 +319,21 @@ class Quarantine(object):
             self.fail(exc, "Could not look up security group %s in %s" % (name, vpc_id))
         if groups:
             group = groups[0]
+            if not owned_isolation_group(group):
+                self.module.fail_json(
+                    msg="security group %s (%s) in %s was not created by cloudefigo.core (tag cloudefigo:purpose=%s "
+                        "missing): quarantine would remove all its rules, refusing. Set isolation_group_name to a "
+                        "group name of its own (it is created), or tag the group cloudefigo:purpose=%s if its "
+                        "rules may be removed." % (name, group["GroupId"], vpc_id, ISOLATION_PURPOSE,
+                                                   ISOLATION_PURPOSE))
         elif self.act("create isolation group %s in %s" % (name, vpc_id)):
             try:
                 group_id = self.ec2.create_security_group(
                     GroupName=name, VpcId=vpc_id,
-                    Description="Quarantine: no inbound, no outbound traffic (cloudefigo.core)",
+                    Description=ISOLATION_DESCRIPTION,
                     TagSpecifications=[{"ResourceType": "security-group",
-                                        "Tags": boto3_tags({"Name": name, "Purpose": "quarantine"})}],
+                                        "Tags": boto3_tags({"Name": name, "Purpose": "quarantine",
+                                                            "cloudefigo:purpose": ISOLATION_PURPOSE})}],
                     aws_retry=True)["GroupId"]
                 group = self.ec2.describe_security_groups(GroupIds=[group_id], aws_retry=True)["SecurityGroups"][0]
             except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:

@@ -216,5 +216,14 @@ def test_node_summaries():
             "normal": {"fqdn": "ignored"}, "default": {"ipaddress": "10.0.0.1"}}
     summary = _chef.summarize_node(node, now=1100)
     assert summary == {"name": "web", "chef_environment": "prod", "run_list": ["role[web]"], "ohai_time": 1000.5,
-                       "ipaddress": "10.0.0.1", "fqdn": "web.internal", "ec2_instance_id": "i-1", "ohai_age": 99}
+                       "ipaddress": "10.0.0.1", "fqdn": "web.internal", "ec2_instance_id": "i-1", "ohai_age": 99,
+                       "owner": None}
+    # the marks are read from the normal attributes only
+    node["automatic"]["cloudefigo"] = {"instance_id": "i-evil"}
+    assert _chef.summarize_node(node)["owner"] is None
+    node["normal"]["cloudefigo"] = {"instance_id": "i-1", "launch_id": "l-1"}
+    assert _chef.summarize_node(node)["owner"] == {"instance_id": "i-1", "launch_id": "l-1"}
+    assert _chef.summarize_row({"name": "x", "owner": {"instance_id": "i-2"}})["owner"] == {
+        "instance_id": "i-2", "launch_id": None}
+    assert _chef.summarize_row({"name": "x", "owner": "i-2"})["owner"] is None
     assert _chef.ohai_age(None) is None and _chef.ohai_age("x") is None

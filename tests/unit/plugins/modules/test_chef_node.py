@@ -54,7 +54,7 @@ def test_register_check_then_real_then_idempotent(server, capsys):
     result = run(capsys, name="web-1", run_list=["role[web]"], _ansible_check_mode=True)
     assert result["changed"] and "private_key" not in result and server["nodes"] == {}
     assert result["diff"]["before"]["node"] is None and result["diff"]["after"]["node"]["run_list"] == ["role[web]"]
-    result = run(capsys, name="web-1", run_list=["role[web]"])
+    result = run(capsys, name="web-1", run_list=["role[web]"], _ansible_no_log=True)
     assert result["changed"] and result["client_created"] and result["private_key"] == NEW_CLIENT_PEM
     assert NEW_CLIENT_PEM not in json.dumps(result.get("diff"))
     # the new client created its own node
@@ -77,3 +77,70 @@ def test_update_and_deregister(server, capsys):
 def test_bad_name(server, capsys):
     result = run(capsys, name="web 1")
     assert result["failed"] and "node name" in result["msg"]
+
+
+def test_key_is_returned_only_under_no_log(server, capsys, tmp_path):
+    result = run(capsys, name="web-2")
+    assert result["client_created"] and "web-2" in server["clients"]
+    assert "private_key" not in result and NEW_CLIENT_PEM not in json.dumps(result)
+    warnings = json.dumps(result["warnings"])
+    assert "does not set no_log" in warnings and "private_key_path" in warnings
+    path = tmp_path / "client.pem"
+    result = run(capsys, name="web-3", private_key_path=str(path))
+    assert "private_key" not in result and path.read_text() == NEW_CLIENT_PEM
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+MARKS = {"instance_id": "i-0aaa", "launch_id": "launch-1"}
+
+
+def test_marks_written_at_creation_and_returned(server, capsys):
+    result = run(capsys, name="web-4", run_list=["role[web]"], _ansible_no_log=True, **MARKS)
+    assert result["changed"] and result["owner"] == MARKS
+    assert server["nodes"]["web-4"]["normal"]["cloudefigo"] == MARKS
+    # same owner again: nothing to do
+    result = run(capsys, name="web-4", run_list=["role[web]"], **MARKS)
+    assert not result["changed"] and result["owner"] == MARKS
+
+
+@pytest.mark.parametrize("args, owner_word", [
+    ({"instance_id": "i-0bbb"}, "i-0aaa"),
+    ({"instance_id": "i-0aaa", "launch_id": "launch-2"}, "launch-1"),
+    ({}, "i-0aaa"),
+])
+@pytest.mark.parametrize("state", ["present", "absent"])
+def test_node_of_another_owner_is_refused(server, capsys, args, owner_word, state):
+    run(capsys, name="web-5", run_list=["role[web]"], _ansible_no_log=True, **MARKS)
+    before = json.dumps(server, sort_keys=True, default=str)
+    calls = len(server["calls"])
+    result = run(capsys, name="web-5", run_list=["role[evil]"], state=state, **args)
+    assert result["failed"] and owner_word in result["msg"] and "web-5" in result["msg"]
+    assert result["owner"] == MARKS
+    # nothing was written: only reads after the refusal
+    assert all(method == "GET" for dummy, method, dummy2 in server["calls"][calls:])
+    server["calls"] = server["calls"][:calls]
+    assert json.dumps(server, sort_keys=True, default=str) == before
+
+
+def test_unmarked_node_needs_adoption(server, capsys):
+    run(capsys, name="old-1", run_list=["role[web]"], manage_client=False)
+    assert "cloudefigo" not in server["nodes"]["old-1"]["normal"]
+    result = run(capsys, name="old-1", state="absent", instance_id="i-0aaa")
+    assert result["failed"] and "adopt_instance_id" in result["msg"] and "old-1" in server["nodes"]
+    result = run(capsys, name="old-1", instance_id="i-0aaa", adopt_instance_id="i-0bbb")
+    assert result["failed"] and "must equal" in result["msg"]
+    result = run(capsys, name="old-1", instance_id="i-0aaa", launch_id="launch-1", adopt_instance_id="i-0aaa",
+                 manage_client=False)
+    assert result["changed"] and server["nodes"]["old-1"]["normal"]["cloudefigo"] == MARKS
+    assert server["nodes"]["old-1"]["run_list"] == ["role[web]"]
+
+
+def test_client_only_deregistration_keeps_the_node(server, capsys):
+    run(capsys, name="web-6", run_list=["role[web]"], _ansible_no_log=True, **MARKS)
+    result = run(capsys, name="web-6", state="absent", manage_node=False, _ansible_check_mode=True, **MARKS)
+    assert result["changed"] and "web-6" in server["clients"]
+    result = run(capsys, name="web-6", state="absent", manage_node=False, **MARKS)
+    assert result["changed"] and "web-6" not in server["clients"] and "web-6" in server["nodes"]
+    assert result["owner"] == MARKS and result["node"]["name"] == "web-6"
+    assert not run(capsys, name="web-6", state="absent", manage_node=False, **MARKS)["changed"]
+    assert run(capsys, name="web-6", manage_node=False)["failed"]
