@@ -227,12 +227,23 @@ def _pair(part):
                                                                      e(f.get("detail")))))
     out.append("<h3>Security group findings</h3>")
     out.append(_findings_table(
-        "findings", ["Severity", "Finding", "Group", "Name", "Detail"],
+        "findings", ["Severity", "Finding", "Group", "Name", "Detail", "Exposes"],
         [(f, f["key"] in new) for f in by_kind.get("security_group", [])], resolved.get("security_group", []),
-        lambda f: '<td>%s</td><td>%s</td><td>%s</td><td class="tag">%s</td><td class="tag">%s</td>'
-        % (e(f.get("severity")), e(f.get("title")), e(f.get("resource_id")), e(f.get("resource_name")), e(f.get("detail")))))
+        lambda f: '<td>%s</td><td>%s</td><td>%s</td><td class="tag">%s</td><td class="tag">%s</td><td>%s</td>'
+        % (e(f.get("severity")), e(f.get("title")), e(f.get("resource_id")), e(f.get("resource_name")), e(f.get("detail")),
+           e(_exposes(f)))))
     out.append("</section>")
     return "".join(out)
+
+
+def _exposes(finding):
+    """The instances a security group finding exposes, as text (a count when the list is cut)."""
+    instances = [str(i) for i in finding.get("instances") or ()]
+    count = finding.get("instance_count")
+    text = ", ".join(instances)
+    if isinstance(count, int) and count > len(instances):
+        text += " (+%d more)" % (count - len(instances)) if instances else "%d instances" % count
+    return text
 
 
 def render(view, title="Cloudefigo fleet audit", siem=None, cloudtrail=None):

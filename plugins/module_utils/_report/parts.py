@@ -25,6 +25,10 @@ RULE_TITLES = {
     "open_all_ports": "Every port open to the internet",
     "open_admin_port": "Administration or database port open to the internet",
     "cidr_not_allowed": "Ingress from a network outside the allow-list",
+    "open_egress": "Egress to the internet on every port",
+    "egress_cidr_not_allowed": "Egress to a network outside the allow-list",
+    "exposed_via_group": "Reachable from the internet through another security group",
+    "cannot_evaluate": "Rule whose sources cannot be read",
     "default_group_rules": "Default security group has rules",
     "unused_group": "Security group attached to nothing",
     "unmanaged_instance": "EC2 instance not managed by Chef",
@@ -99,8 +103,19 @@ def _sg_finding(account, region, item):
     cidr = _text(item.get("cidr"))
     # an explicit title wins (a caller's own checks), else the rule's readable title
     title = _text(item.get("title")) or readable_title(rule)
+    # ingress findings from a CIDR keep the key of 0.1.0 (so an upgrade shows no new finding);
+    # egress, prefix lists and group chains are told apart by what they add
+    key = "%s/%s/security_group/%s/%s/%s/%s" % (account, region, group_id, rule, ports, cidr)
+    if item.get("direction") == "egress":
+        key += "/egress"
+    if item.get("prefix_list_id"):
+        key += "/" + _text(item["prefix_list_id"])
+    via = [_text(group) for group in item.get("via_groups") or () if group]
+    if via:
+        key += "/via/" + ",".join(via)
+    instances = [_text(i) for i in item.get("instances") or () if i]
     return {
-        "key": _text(item.get("key")) or "%s/%s/security_group/%s/%s/%s/%s" % (account, region, group_id, rule, ports, cidr),
+        "key": _text(item.get("key")) or key,
         "kind": "security_group",
         "rule": rule,
         "severity": _severity(item.get("severity")),
@@ -111,6 +126,8 @@ def _sg_finding(account, region, item):
         "vpc_id": _text(item.get("vpc_id")),
         "ports": ports,
         "cidr": cidr,
+        "instances": instances,
+        "instance_count": item.get("instance_count") if isinstance(item.get("instance_count"), int) else len(instances),
     }
 
 

@@ -118,3 +118,21 @@ def test_merge_leaves_out_parts_nobody_refreshed():
 def test_part_key_cannot_leave_the_state_directory():
     assert parts.part_key("../../etc", "us-east-1/../x") == "state/_.._etc/us-east-1_.._x.json"
     assert parts.part_key("..", "..") == "state/_/_.json"
+
+
+def test_egress_prefix_list_and_chain_findings_get_their_own_keys():
+    base = {"region": "r", "group_id": "sg-1", "rule": "open_all_ports", "ports": "all", "cidr": "0.0.0.0/0",
+            "severity": "critical"}
+    items = [dict(base, direction="ingress"),
+             dict(base, direction="egress", rule="open_egress", severity="low"),
+             dict(base, direction="ingress", prefix_list_id="pl-1"),
+             dict(base, direction="ingress", rule="exposed_via_group", cidr=None, via_groups=["sg-a", "sg-b"],
+                  instances=["i-1"], instance_count=3)]
+    built = parts.build_parts("1", security_groups={"findings": items})
+    keys = [f["key"] for f in built[("1", "r")]["findings"]]
+    assert len(set(keys)) == 4
+    # an ingress CIDR finding keeps the key 0.1.0 gave it: no false "new" after an upgrade
+    assert "1/r/security_group/sg-1/open_all_ports/all/0.0.0.0/0" in keys
+    chain = [f for f in built[("1", "r")]["findings"] if f["rule"] == "exposed_via_group"][0]
+    assert chain["key"].endswith("/via/sg-a,sg-b") and chain["instances"] == ["i-1"] and chain["instance_count"] == 3
+    assert chain["title"] == "Reachable from the internet through another security group"
