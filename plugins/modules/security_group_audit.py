@@ -276,8 +276,13 @@ def read_prefix_list(client, prefix_list_id):
     except is_boto3_error_code(["InvalidPrefixListID.NotFound", "InvalidPrefixListId.NotFound",
                                 "InvalidPrefixListID.Malformed", "UnauthorizedOperation", "AccessDenied"]) as exc:
         return {"name": None, "cidrs": None, "error": exc.response.get("Error", {}).get("Code", "error")}
-    name = found[0].get("PrefixListName") if found else None
-    return {"name": name, "cidrs": [entry["Cidr"] for entry in entries if entry.get("Cidr")], "error": None}
+    if not found:
+        # AWS answers NotFound; an empty answer (moto, a list no longer shared) is no more readable
+        return {"name": None, "cidrs": None, "error": "not found"}
+    if str(found[0].get("State", "")).startswith("delete"):
+        return {"name": found[0].get("PrefixListName"), "cidrs": None, "error": "state %s" % found[0]["State"]}
+    return {"name": found[0].get("PrefixListName"), "cidrs": [entry["Cidr"] for entry in entries if entry.get("Cidr")],
+            "error": None}
 
 
 def read_region(client):
