@@ -221,6 +221,10 @@ def baseline(previous, run_id):
     if not is_part(previous):
         return None
     if previous.get("run_id") != run_id:
+        if previous.get("error"):
+            # a failed run carried the findings of the last run that succeeded: compare with that run
+            base = previous.get("baseline") if isinstance(previous.get("baseline"), dict) else {}
+            return {"run_id": base.get("run_id"), "generated_at": base.get("generated_at"), "findings": previous["findings"]}
         return {"run_id": previous.get("run_id"), "generated_at": previous.get("generated_at"),
                 "findings": previous["findings"]}
     base = previous.get("baseline")
@@ -235,6 +239,40 @@ def baseline(previous, run_id):
 def history_entry(run_id, generated_at, findings):
     return {"run_id": run_id, "generated_at": generated_at, "severity": severity_counts(findings),
             "kinds": kind_counts(findings), "total": len(findings)}
+
+
+def failed_part(account_id, region, previous, run_id, generated_at, error):
+    """The part of a pair this run could not audit (e.g. its role could not be assumed).
+
+    Fail closed: the findings of the last run that succeeded are carried over (an audit that did
+    not run must not turn them into "resolved"), nothing is new, the trend gets no entry, and the
+    part says why and since when its findings date.
+    """
+    previous = previous if is_part(previous) else None
+    findings = list(previous["findings"]) if previous else []
+    if previous and previous.get("error"):
+        base = previous.get("baseline")
+        since = previous.get("findings_from")
+    elif previous:
+        base = {"run_id": previous.get("run_id"), "generated_at": previous.get("generated_at")}
+        since = previous.get("generated_at")
+    else:
+        base, since = None, None
+    return {
+        "format": FORMAT,
+        "account_id": account_id,
+        "region": region,
+        "run_id": run_id,
+        "generated_at": generated_at,
+        "counts": (previous or {}).get("counts", {}),
+        "findings": findings,
+        "new": [],
+        "resolved": [],
+        "baseline": base if isinstance(base, dict) else None,
+        "history": list((previous or {}).get("history", [])),
+        "error": _text(error)[:2000] or "failed",
+        "findings_from": since,
+    }
 
 
 def finish_part(account_id, region, data, previous, run_id, generated_at, history_length=30):
@@ -285,8 +323,11 @@ def merge(parts, generated_at, history_length=30, stale_before=None):
     ``stale_before``: an ISO time; parts generated before it are left out of the totals and
     listed under ``stale_parts`` (a pair no longer audited, e.g. removed from the inventory).
     """
-    current, stale = [], []
+    current, stale, failed = [], [], []
     for part in sorted((p for p in parts if is_part(p)), key=lambda p: (p["account_id"], p["region"])):
+        if part.get("error"):
+            failed.append({"account_id": part["account_id"], "region": part["region"], "error": _text(part["error"]),
+                           "generated_at": part.get("generated_at"), "findings_from": part.get("findings_from")})
         if stale_before and _text(part.get("generated_at")) < stale_before:
             stale.append({"account_id": part["account_id"], "region": part["region"],
                           "generated_at": part.get("generated_at")})
@@ -327,8 +368,8 @@ def merge(parts, generated_at, history_length=30, stale_before=None):
             run["total"] += entry.get("total", 0) if isinstance(entry.get("total"), int) else 0
     trend = sorted(runs.values(), key=lambda r: (r["generated_at"], r["run_id"]))[-max(1, int(history_length)):]
     baselines = sorted(set(_text((p.get("baseline") or {}).get("generated_at")) for p in current) - set([""]))
-    return {"generated_at": generated_at, "parts": current, "stale_parts": stale, "totals": totals, "trend": trend,
-            "previous_runs": baselines}
+    return {"generated_at": generated_at, "parts": current, "stale_parts": stale, "failed_parts": failed, "totals": totals,
+            "trend": trend, "previous_runs": baselines}
 
 
 def summary(view):
@@ -347,4 +388,6 @@ def summary(view):
         "new": totals["new"],
         "resolved": totals["resolved"],
         "stale_parts": len(view["stale_parts"]),
+        "failed_parts": len(view.get("failed_parts") or ()),
+        "failed": ["%s/%s" % (item["account_id"], item["region"]) for item in view.get("failed_parts") or ()],
     }
