@@ -28,13 +28,13 @@ description:
     (O(admin_ports)).
   - C(medium) - ingress from a CIDR that is not inside O(allowed_cidrs) (only when
     O(allowed_cidrs) is set); a VPC's C(default) group with any rule (CIS AWS 5.4).
-  - C(medium) - C(exposed_via_group) on an administration port or every port: ingress from members of
-    a group the internet reaches (directly or through a chain of references); egress to a CIDR
-    outside O(allowed_egress_cidrs) (C(egress_cidr_not_allowed), when set); C(cannot_evaluate): a rule
+  - C(medium) - C(exposed_via_group) on an administration port or every port (ingress from members of
+    a group the internet reaches, directly or through a chain of references); C(egress_cidr_not_allowed)
+    (egress to a CIDR outside O(allowed_egress_cidrs), when set); C(cannot_evaluate) for a rule
     naming a prefix list that cannot be read.
-  - C(low) - a group attached to no network interface (unused; default groups excepted); egress to
-    the internet on every port (C(open_egress), the rule AWS adds to every new group);
-    C(exposed_via_group) on other ports; C(cannot_evaluate): ingress from a group this audit cannot see
+  - C(low) - a group attached to no network interface (unused; default groups excepted); C(open_egress)
+    (egress to the internet on every port, the rule AWS adds to every new group);
+    C(exposed_via_group) on other ports; C(cannot_evaluate) for ingress from a group this audit cannot see
     (another account, a peered VPC, a deleted group).
 author:
   - Cloudefigo contributors (@cloudefigo)
