@@ -214,9 +214,9 @@ report_s3_uri:
 summary:
   description:
     - Totals of the merged report (or of this run's parts with O(mode=part)); made for C(set_stats).
+    - C(failed_parts) and C(failed) (C(ACCOUNT/REGION) list) count and name the pairs whose last audit failed.
   returned: always
   type: dict
-    - C(failed_parts) and C(failed) (C(ACCOUNT/REGION) list) count and name the pairs whose last audit failed.
   sample: {"accounts": 1, "regions": 2, "findings": 4, "new": 1, "resolved": 0, "unmanaged_instances": 2,
            "stale_nodes": 1, "security_group_findings": 1, "quarantined": 1, "stale_parts": 0, "failed_parts": 0,
            "failed": [],
