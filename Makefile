@@ -10,13 +10,15 @@ export PATH := $(VENV)/bin:$(PATH)
 # tests get their own labs (.cache/test-lab, .cache/test-lab-vm) so a running demo lab is left alone
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap test sanity units integration lint demo bench lab-up lab-down build clean
+.PHONY: help bootstrap test sanity units integration lint changelog demo bench lab-up lab-down build ee clean
 
 help:
 	@echo "make demo        bootstrap, lab up, secure launch + audit against the lab, lab down"
 	@echo "make test        sanity + unit + integration (brings up its own lab)"
-	@echo "make lint        ansible-lint, production profile"
+	@echo "make lint        ansible-lint, production profile, and the changelog fragments"
+	@echo "make changelog   re-render CHANGELOG.md from changelogs/changelog.yaml"
 	@echo "make bench       benchmarks in bench/ (ratios against same-run baselines)"
+	@echo "make build       the collection tarball in .cache/dist; make ee: the AWX EE build context"
 
 bootstrap:
 	@bash tools/bootstrap.sh
@@ -32,10 +34,15 @@ integration: bootstrap
 
 lint: bootstrap
 	$(VENV)/bin/ansible-lint -q
+	bash tools/changelog.sh lint
+
+changelog: bootstrap
+	bash tools/changelog.sh generate
 
 test: bootstrap
 	bash tools/sanity.sh
 	$(VENV)/bin/ansible-lint -q
+	bash tools/changelog.sh lint
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
 	@bash tools/integration.sh $(PYTEST_ARGS)
 
@@ -53,6 +60,11 @@ lab-down:
 
 build: bootstrap
 	$(VENV)/bin/ansible-galaxy collection build --force --output-path $(ROOT)/.cache/dist
+
+# the AWX execution environment's build context (awx/context), from the tarball built above;
+# then `ansible-builder build -c awx/context ...` where podman or docker is available
+ee: build
+	$(VENV)/bin/ansible-builder create -f awx/execution-environment.yml -c awx/context
 
 clean:
 	-$(LAB) down

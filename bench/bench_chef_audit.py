@@ -119,7 +119,8 @@ def audit(env, query):
         return original(self, *args, **kwargs)
     _chef.ChefClient.request = counting
     args = {"chef_server_url": env["LAB_CHEF_URL"], "client_name": env["LAB_CHEF_USER"],
-            "client_key": env["LAB_CHEF_KEY"], "endpoint_url": env["LAB_AWS_ENDPOINT"], "access_key": "testing",
+            "client_key": env["LAB_CHEF_KEY"], "allow_insecure_http": env["LAB_CHEF_URL"].startswith("http://"),
+            "endpoint_url": env["LAB_AWS_ENDPOINT"], "access_key": "testing",
             "secret_key": "testing", "region": "us-east-1", "regions": list(INSTANCES), "node_query": query,
             "stale_after": 3600}
     out = io.StringIO()

@@ -109,7 +109,8 @@ def run_module(directory, db, schema_name):
     args = {"ANSIBLE_MODULE_ARGS": {"path": directory, "login_host": os.environ["LAB_PG_HOST"],
                                     "login_port": int(os.environ["LAB_PG_PORT"]),
                                     "login_user": os.environ.get("LAB_PG_USER", "postgres"),
-                                    "db": db, "schema": schema_name, "workers": WORKERS}}
+                                    "login_db": db, "ssl_mode": "disable",
+                                    "schema": schema_name, "workers": WORKERS}}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(args, handle)
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".cache", "collections"))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 class ModuleDocFragment(object):
     # Chef server connection options; kept in sync with module_utils/_chef.py::chef_argument_spec().
-    # ChefModule modules add VALIDATE_CERTS; AnsibleAWSModule modules do not, their validate_certs
-    # (amazon.aws.common.modules) covers the Chef server too.
+    # ChefModule modules add VALIDATE_CERTS (chef_validate_certs, alias validate_certs);
+    # AnsibleAWSModule modules add VALIDATE_CERTS_AWS (no alias: validate_certs is AWS's there).
     DOCUMENTATION = r"""
 options:
   chef_server_url:
@@ -35,10 +35,21 @@ options:
       - The PEM private key of O(client_name) itself, for keys kept in a vault.
       - If not set, the value of the E(CHEF_CLIENT_KEY) environment variable is used.
     type: str
-  ca_path:
+  chef_ca_path:
     description:
-      - PEM bundle of the CA(s) that signed the server's certificate, instead of the system store.
+      - PEM bundle of the CA(s) that signed the Chef server's certificate, instead of the system store.
+      - The alias O(ca_path) is the 0.1.0 name, deprecated, to be removed in 0.3.0.
     type: path
+    aliases: [ca_path]
+    version_added: 0.2.0
+  allow_insecure_http:
+    description:
+      - Allow a plain C(http://) O(chef_server_url). Without it such a URL is refused, because
+        requests, their signatures and the private key of a new client would cross the network
+        unencrypted. For a lab only.
+    type: bool
+    default: false
+    version_added: 0.2.0
   timeout:
     description:
       - Seconds to wait for each HTTP answer.
@@ -56,16 +67,33 @@ requirements:
   - requests
   - cryptography
 notes:
-  - Requests that fail with HTTP 429 or 5xx, or that cannot reach the server, are retried 3 times
-    with exponential back-off (honouring C(Retry-After)).
+  - Requests answered HTTP 429 or 5xx, and requests that time out, are retried 3 times with
+    exponential back-off (honouring C(Retry-After)). A refused connection or a host name that
+    does not resolve fails at once, naming O(chef_server_url).
 """
 
-    # modules built on ChefModule: validate_certs is the Chef connection's own
+    # modules built on ChefModule: the Chef connection is their only one
     VALIDATE_CERTS = r"""
 options:
-  validate_certs:
+  chef_validate_certs:
     description:
-      - Whether to verify the server's TLS certificate. Turn off only for a lab.
+      - Whether to verify the Chef server's TLS certificate. Turn off only for a lab.
+      - The alias O(validate_certs) is the 0.1.0 name, deprecated, to be removed in 0.3.0.
     type: bool
     default: true
+    aliases: [validate_certs]
+    version_added: 0.2.0
+"""
+
+    # modules built on AnsibleAWSModule: validate_certs is AWS's, the Chef server has its own option
+    VALIDATE_CERTS_AWS = r"""
+options:
+  chef_validate_certs:
+    description:
+      - Whether to verify the Chef server's TLS certificate. Turn off only for a lab.
+      - Independent of O(validate_certs), which applies to AWS only (a C(group/aws) default
+        cannot turn off the Chef server's certificate checks).
+    type: bool
+    default: true
+    version_added: 0.2.0
 """

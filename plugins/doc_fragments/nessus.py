@@ -47,10 +47,18 @@ options:
     description:
       - PEM file with the CA certificate(s) that signed the scanner's certificate.
     type: path
+  allow_insecure_http:
+    description:
+      - Allow a plain C(http://) O(url). Without it such a URL is refused, because the API keys
+        or the password would cross the network unencrypted. For a lab only.
+    type: bool
+    default: false
+    version_added: 0.2.0
   timeout:
     description:
       - Timeout in seconds of each HTTP request (not of the whole scan, see O(cloudefigo.core.nessus_scan#module:wait_timeout)).
-      - Requests answered 429 or 5xx are retried up to 5 times, honouring C(Retry-After).
+      - Requests answered 429 or 5xx, and requests that time out, are retried up to 5 times, honouring
+        C(Retry-After). A refused connection or a host name that does not resolve fails at once, naming O(url).
     type: int
     default: 30
 """

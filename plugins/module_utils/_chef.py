@@ -51,6 +51,8 @@ except ImportError:  # pragma: no cover - Python 2 is not supported by the colle
 
 SERVER_API_VERSION = "1"
 AUTH_PROTOCOLS = ("1.3", "1.0")
+# retried: rate limiting, server errors and timeouts; never a refused connection or an unknown
+# host name (a wrong URL does not heal: fail within seconds and say which option to fix)
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 # Big enough that an audit of 5,000 nodes costs two requests (the full page, then the empty
 # one that proves it was the last).  search() stops at the first short page, so a server that
@@ -172,6 +174,28 @@ def _error_text(response):
     return json.dumps(data)[:2000]
 
 
+def connection_problem(exc):
+    """A short name for why a connection failed (the exception text says the rest)."""
+    text = repr(exc)
+    if "NameResolution" in text or "Name or service not known" in text or "getaddrinfo" in text \
+            or "nodename nor servname" in text or "Temporary failure in name resolution" in text:
+        return "the host name does not resolve"
+    if "Connection refused" in text or "ConnectionRefused" in text:
+        return "connection refused"
+    return "connection failed"
+
+
+def insecure_url_problem(url, option, allow_insecure_http):
+    """Why ``url`` may not be used (None when it may): plain http only when explicitly allowed."""
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "%s must be an https URL, not %r" % (option, url)
+    if parts.scheme == "http" and not allow_insecure_http:
+        return ("%s %s is plain http: the requests, their signatures and any key or token in them would cross the"
+                " network unencrypted. Use https, or set allow_insecure_http=true (a lab only)" % (option, url))
+    return None
+
+
 class ChefClient(object):
     """Signed JSON requests to one Chef server (``server_url`` may include /organizations/NAME)."""
 
@@ -212,14 +236,18 @@ class ChefClient(object):
                 response = self.session.request(method, url, params=params, data=body or None, headers=headers,
                                                 timeout=self.timeout, verify=self.verify)
             except requests.exceptions.SSLError as exc:
-                raise ChefError("TLS error talking to %s: %s (set ca_path, or validate_certs=false for a lab)"
+                raise ChefError("TLS error talking to %s: %s (set chef_ca_path, or chef_validate_certs=false for a lab)"
                                 % (self.base_url, exc))
-            except requests.exceptions.RequestException as exc:
+            except requests.exceptions.Timeout as exc:
                 if attempt <= self.retries:
                     time.sleep(self.backoff * 2 ** (attempt - 1))
                     continue
-                raise ChefError("cannot reach the Chef server at %s (%s %s): %s; check chef_server_url"
-                                % (self.base_url, method, full_path, exc))
+                raise ChefError("the Chef server at %s did not answer %s %s within %ss, %d times: %s; check"
+                                " chef_server_url and timeout"
+                                % (self.base_url, method, full_path, self.timeout, attempt, exc))
+            except requests.exceptions.RequestException as exc:
+                raise ChefError("cannot connect to the Chef server at %s (%s): %s; check chef_server_url"
+                                % (self.base_url, connection_problem(exc), exc))
             if response.status_code in RETRY_STATUSES and attempt <= self.retries:
                 time.sleep(self._retry_delay(response, attempt))
                 continue
@@ -298,22 +326,29 @@ class ChefClient(object):
 def chef_argument_spec(aws_module=False):
     """Connection options, kept in sync with doc_fragments/chef.py.
 
-    Documented by fragment ``cloudefigo.core.chef`` plus ``cloudefigo.core.chef.validate_certs``;
-    ``aws_module``: for AnsibleAWSModule, whose own ``validate_certs`` then covers both servers
-    (fragment ``cloudefigo.core.chef`` only).
+    Documented by fragment ``cloudefigo.core.chef`` plus ``cloudefigo.core.chef.validate_certs``
+    (ChefModule: ``chef_validate_certs`` with the 0.1.0 name ``validate_certs`` as a deprecated
+    alias) or ``cloudefigo.core.chef.validate_certs_aws`` (``aws_module``: AnsibleAWSModule keeps
+    ``validate_certs`` for AWS, so Chef's option has no alias there).
     """
     spec = dict(
         chef_server_url=dict(type="str", required=True, fallback=(env_fallback, ["CHEF_SERVER_URL"])),
         client_name=dict(type="str", required=True, fallback=(env_fallback, ["CHEF_CLIENT_NAME"])),
         client_key=dict(type="path", no_log=False, fallback=(env_fallback, ["CHEF_CLIENT_KEY_PATH"])),
         client_key_content=dict(type="str", no_log=True, fallback=(env_fallback, ["CHEF_CLIENT_KEY"])),
-        validate_certs=dict(type="bool", default=True),
-        ca_path=dict(type="path"),
+        # the Chef connection's own TLS options: in a module that also talks to AWS, validate_certs
+        # is AWS's (and a group/aws default), and must never switch Chef's verification off
+        chef_validate_certs=dict(type="bool", default=True),
+        chef_ca_path=dict(type="path", aliases=["ca_path"],
+                          deprecated_aliases=[dict(name="ca_path", version="0.3.0", collection_name="cloudefigo.core")]),
+        allow_insecure_http=dict(type="bool", default=False),
         timeout=dict(type="int", default=30),
         auth_protocol=dict(type="str", default="1.3", choices=list(AUTH_PROTOCOLS)),
     )
-    if aws_module:
-        del spec["validate_certs"]
+    if not aws_module:
+        spec["chef_validate_certs"].update(
+            aliases=["validate_certs"],
+            deprecated_aliases=[dict(name="validate_certs", version="0.3.0", collection_name="cloudefigo.core")])
     return spec
 
 
@@ -338,8 +373,12 @@ def client_from_params(params):
                 key = handle.read()
         except (IOError, OSError) as exc:
             raise ChefError("cannot read client_key %s: %s" % (path, exc))
+    problem = insecure_url_problem(params["chef_server_url"], "chef_server_url", params.get("allow_insecure_http"))
+    if problem:
+        raise ChefError(problem)
+    validate = params.get("chef_validate_certs")
     return ChefClient(params["chef_server_url"], params["client_name"], key,
-                      validate_certs=params.get("validate_certs", True), ca_path=params.get("ca_path"),
+                      validate_certs=True if validate is None else validate, ca_path=params.get("chef_ca_path"),
                       timeout=params.get("timeout") or 30, auth_protocol=params.get("auth_protocol") or "1.3")
 
 

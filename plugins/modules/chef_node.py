@@ -312,11 +312,12 @@ def absent(module, chef):
     name = module.params["name"]
     manage_node = module.params["manage_node"]
     node = chef.get("/nodes/%s" % name, missing_ok=True)
-    # the marks guard the client too: the client of a node is the node's instance
-    check_owner(module, node)
     client = chef.get("/clients/%s" % name, missing_ok=True) if module.params["manage_client"] else None
     delete_node = manage_node and node is not None
     changed = delete_node or client is not None
+    if changed:
+        # the marks guard the client too: the client of a node is the node's instance
+        check_owner(module, node)
     kept = None if delete_node else node
     result = {"changed": changed, "client_created": False,
               "node": summarize_node(kept) if kept else None, "owner": node_owner(kept)}

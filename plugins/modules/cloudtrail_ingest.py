@@ -99,8 +99,7 @@ EXAMPLES = r"""
     login_host: siem.internal
     login_user: cloudtrail_loader
     login_password: "{{ vault_siem_loader_password }}"
-    db: siem
-    ssl_mode: verify-full
+    login_db: siem
     ca_cert: /etc/ssl/certs/siem-ca.pem
   register: ingest
 
@@ -114,19 +113,21 @@ EXAMPLES = r"""
     bucket: acme-audit-logs
     prefix: AWSLogs/123456789012/CloudTrail/eu-west-1/2024/05/
     login_host: siem.internal
-    db: siem
+    login_db: siem
+    ca_cert: /etc/ssl/certs/siem-ca.pem
 
 - name: Find every trail's bucket in every enabled region and load them
   cloudefigo.core.cloudtrail_ingest:
     login_host: siem.internal
-    db: siem
+    login_db: siem
+    ca_cert: /etc/ssl/certs/siem-ca.pem
 
 - name: Load files copied from an incident responder's laptop
   cloudefigo.core.cloudtrail_ingest:
     path: /srv/evidence/case-42/cloudtrail
     schema: case_42
-    login_host: 127.0.0.1
-    db: forensics
+    login_unix_socket: /var/run/postgresql
+    login_db: forensics
 """
 
 RETURN = r"""
@@ -208,7 +209,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import enabled_regions, regional_clients, retrying_client
 from ansible_collections.cloudefigo.core.plugins.module_utils._cloudtrail.loader import Loader
 from ansible_collections.cloudefigo.core.plugins.module_utils._cloudtrail.postgres import (
-    connect_kwargs, postgres_argument_spec)
+    connect_kwargs, connection_problem, postgres_argument_spec)
 from ansible_collections.cloudefigo.core.plugins.module_utils._cloudtrail.sources import (
     LocalSource, S3Source, trail_locations)
 
@@ -262,6 +263,9 @@ def main():
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
     if module.params["workers"] < 1:
         module.fail_json(msg="workers must be at least 1, got %d" % module.params["workers"])
+    problem = connection_problem(module.params)
+    if problem:
+        module.fail_json(msg=problem)
 
     kwargs = connect_kwargs(module.params, application_name="cloudefigo.core.cloudtrail_ingest")
 
@@ -271,8 +275,9 @@ def main():
     try:
         connect().close()
     except psycopg2.Error as exc:
-        module.fail_json(msg="Could not connect to PostgreSQL %s:%s database %s as %s: %s; check login_host, "
-                             "login_port, db, login_user and login_password"
+        module.fail_json(msg="Could not connect to PostgreSQL %s:%s database %s as %s: %s; check login_host "
+                             "(or login_unix_socket), login_port, login_db, login_user, login_password, "
+                             "and for TLS ssl_mode and ca_cert"
                              % (kwargs.get("host", "(socket)"), kwargs.get("port"), kwargs.get("dbname"),
                                 kwargs.get("user"), str(exc).strip()))
 

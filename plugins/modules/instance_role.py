@@ -79,6 +79,7 @@ options:
     type: str
     required: true
   launch_id:
+    version_added: 0.2.0
     description:
       - The launch that owns the instance (for example the secure_launch run id).
       - Required with O(stage=launch) and O(stage=production), written as the
@@ -86,6 +87,7 @@ options:
         O(stage=absent) when given.
     type: str
   adopt_instance_id:
+    version_added: 0.2.0
     description:
       - Adopt a role and profile made by cloudefigo.core 0.1.0 (path C(/), no owner marks) for the
         instance named here, which must equal O(instance_id). The module then writes the owner
@@ -104,6 +106,7 @@ options:
       - Required with O(stage=launch) and O(stage=production).
     type: str
   kms_key_arn:
+    version_added: 0.2.0
     description:
       - ARN of the KMS key the key object is encrypted with (SSE-KMS), for example the
         C(kms_key_arn) that M(cloudefigo.core.volume_key) returns.
@@ -156,6 +159,7 @@ options:
     type: bool
     default: false
   omit_conditioned_denies:
+    version_added: 0.2.0
     description:
       - Leave the conditioned Deny statements (network, IMDSv1, no VPC endpoint) out of the policy.
       - A switch for the lab only. moto treats every condition operator but C(StringEquals) as met,

@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: nessus_report
 short_description: Decide pass or fail on a local Nessus (.nessus) report
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - Reads a C(.nessus) (v2) file on the managed node and decides whether it passes, with the very same
     code that M(cloudefigo.core.nessus_scan) uses on a report it downloads.

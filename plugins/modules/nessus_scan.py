@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: nessus_scan
 short_description: Scan hosts with Nessus and decide pass or fail, fail closed
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - With O(state=completed) (the default) and O(targets), creates a scan from a template (O(template),
     default V(basic)) or a policy (O(policy)), launches it, waits for that run to end within
@@ -316,6 +316,13 @@ findings_truncated:
   returned: when a report was evaluated
   type: bool
   sample: false
+scan_deleted:
+  description:
+    - V(true) when O(delete_after) removed the scan from Nessus after its report was evaluated.
+    - Absent when the scan was kept, or when deleting it failed (a warning says why).
+  returned: when O(delete_after=true) and the scan was deleted
+  type: bool
+  sample: true
 """
 
 import os

@@ -13,10 +13,16 @@ version_added: 0.1.0
 description:
   - Lists the EC2 instances of every enabled region (or of O(regions)), every instance of every
     reservation, and matches them against the Chef nodes read with one partial search.
-  - An instance matches a node that reports its instance id (ohai C(ec2.instance_id)). An
-    instance with no such node matches a node without an EC2 instance id whose FQDN or hostname
-    is the instance's private DNS name (or its first label). A node that reports another
-    instance id never matches by name, because private addresses are reused.
+  - An instance launched by the collection carries the tag C(cloudefigo:chef-node), the node name
+    the controller issued it. It matches that node and no other; what a node says about itself
+    does not move it. Nodes whose report (ohai C(ec2.instance_id)) or ownership marks disagree
+    with the tag, nodes that claim an instance issued another node, and several instances
+    carrying one node name are returned in RV(findings).
+  - Other instances (no tag) match a node that reports their instance id, among the nodes not
+    issued to a tagged instance. Failing that, they match a node without an EC2 instance id whose
+    FQDN or hostname is the instance's private DNS name (or its first label). A node that reports
+    another instance id never matches by name, because private addresses are reused. These
+    matches rest on what the node says about itself (see the collection's docs/audit.md).
   - Managed instances whose node did not converge within O(stale_after) seconds (or never did)
     are also listed in RV(stale).
 author:
@@ -58,11 +64,13 @@ options:
     default: 5000
 extends_documentation_fragment:
   - cloudefigo.core.chef
+  - cloudefigo.core.chef.validate_certs_aws
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
 notes:
-  - In modules that also talk to AWS, O(validate_certs) applies to the Chef server and to AWS alike.
+  - O(validate_certs) applies to AWS only, O(chef_validate_certs) to the Chef server only (until
+    0.1.0, O(validate_certs) switched both).
 attributes:
   check_mode:
     support: full
@@ -131,7 +139,9 @@ managed:
       description: Name of the matching node.
       type: str
     matched_by:
-      description: V(instance_id), V(fqdn) or V(hostname).
+      description:
+        - V(chef_node_tag) (the node name issued at launch), or what the node reports about
+          itself, V(instance_id), V(fqdn) or V(hostname).
       type: str
     ohai_time:
       description: Last converge of the node, epoch seconds; null if never.
@@ -168,16 +178,54 @@ nodes_without_instance:
     ohai_time:
       description: Last converge, epoch seconds.
       type: float
+findings:
+  description:
+    - Disagreements between what the controller recorded (the C(cloudefigo:chef-node) tag) and
+      what nodes say about themselves.
+    - C(kind) is V(node_reports_other_instance), V(node_marks_other_instance),
+      V(node_claims_issued_instance), V(node_claimed_by_several_instances) or
+      V(instance_claimed_by_several_nodes).
+  returned: always
+  type: list
+  elements: dict
+  version_added: 0.2.0
+  contains:
+    kind:
+      description: What disagrees.
+      type: str
+    node_name:
+      description: The node concerned.
+      type: str
+    instance_id:
+      description: The instance concerned (null when several; see C(instances)).
+      type: str
+    region:
+      description: Region of RV(findings[].instance_id).
+      type: str
+    instances:
+      description: The instances carrying one node name (only for V(node_claimed_by_several_instances)).
+      type: list
+      elements: dict
+    detail:
+      description: One sentence for the report.
+      type: str
+  sample: [{"kind": "node_claims_issued_instance", "node_name": "rogue", "instance_id": "i-0abc",
+            "region": "us-east-1", "detail": "node rogue reports instance i-0abc, which was issued node web-1"}]
 counts:
   description: Per region, the number of instances, managed, unmanaged and stale ones.
   returned: always
   type: dict
   sample: {"us-east-1": {"instances": 3, "managed": 2, "unmanaged": 1, "stale": 1}}
 totals:
-  description: The same numbers over all regions, plus C(nodes).
+  description: The same numbers over all regions, plus C(nodes) and C(findings).
   returned: always
   type: dict
-  sample: {"instances": 5, "managed": 3, "unmanaged": 2, "stale": 1, "nodes": 4}
+  sample: {"instances": 5, "managed": 3, "unmanaged": 2, "stale": 1, "nodes": 4, "findings": 0}
+status:
+  description: HTTP status of the Chef server's answer when the node search failed (the module fails).
+  returned: on failure of the Chef node search
+  type: int
+  sample: 403
 """
 
 import time
@@ -206,6 +254,8 @@ NODE_FIELDS = {
     "fqdn": ["fqdn"],
     "hostname": ["hostname"],
     "ohai_time": ["ohai_time"],
+    # ownership marks chef_node writes at creation (normal attributes)
+    "owner": ["cloudefigo"],
 }
 
 
@@ -257,13 +307,104 @@ def _newer(node, other):
     return _converged_at(node) > _converged_at(other)
 
 
+CHEF_NODE_TAG = "cloudefigo:chef-node"
+
+
+def _finding(kind, detail, node_name=None, instance=None, instances=None):
+    out = {"kind": kind, "node_name": node_name, "detail": detail,
+           "instance_id": instance["instance_id"] if instance else None,
+           "region": instance["region"] if instance else None}
+    if instances is not None:
+        out["instances"] = [{"instance_id": item["instance_id"], "region": item["region"]} for item in instances]
+    return out
+
+
+def _owner_instance(node):
+    owner = node.get("owner")
+    return owner.get("instance_id") if isinstance(owner, dict) and isinstance(owner.get("instance_id"), str) else None
+
+
+def issued_matches(instances, nodes_by_name):
+    """Instances matched through the node name the collection issued (the cloudefigo:chef-node tag).
+
+    Returns ({instance_id: node}, findings). The tag is written by the controller at launch; a
+    node's own report (ec2.instance_id) or marks only break a tie. Two instances naming one node:
+    the one the node's ownership marks name keeps it, else the one the node reports, else none.
+    """
+    claims = {}
+    for instance in instances:
+        name = (instance.get("tags") or {}).get(CHEF_NODE_TAG)
+        if name:
+            claims.setdefault(name, []).append(instance)
+    matched, findings = {}, []
+    for name in sorted(claims):
+        claimants = claims[name]
+        node = nodes_by_name.get(name)
+        if len(claimants) > 1:
+            winner = None
+            if node is not None:
+                for wanted in (_owner_instance(node), node.get("ec2_instance_id")):
+                    winner = next((item for item in claimants if item["instance_id"] == wanted), None)
+                    if winner is not None:
+                        break
+            findings.append(_finding(
+                "node_claimed_by_several_instances",
+                "%d instances carry %s=%s; %s" % (
+                    len(claimants), CHEF_NODE_TAG, name,
+                    "the node's own marks or report pick %s" % winner["instance_id"] if winner
+                    else "none of them is matched to the node"),
+                node_name=name, instances=claimants))
+            claimants = [winner] if winner else []
+        if node is None or not claimants:
+            continue
+        instance = claimants[0]
+        matched[instance["instance_id"]] = node
+        reported, owner = node.get("ec2_instance_id"), _owner_instance(node)
+        if reported and reported != instance["instance_id"]:
+            findings.append(_finding(
+                "node_reports_other_instance",
+                "node %s was issued to %s (its %s tag) but reports instance %s" % (
+                    name, instance["instance_id"], CHEF_NODE_TAG, reported),
+                node_name=name, instance=instance))
+        if owner and owner != instance["instance_id"]:
+            findings.append(_finding(
+                "node_marks_other_instance",
+                "node %s was issued to %s (its %s tag) but its ownership marks name instance %s" % (
+                    name, instance["instance_id"], CHEF_NODE_TAG, owner),
+                node_name=name, instance=instance))
+    return matched, findings
+
+
 def match_instances(instances, nodes, stale_after, now=None):
-    """Split instances into managed / unmanaged / stale and find the nodes with no instance."""
+    """Split instances into managed / unmanaged / stale, find the nodes with no instance, and the findings.
+
+    First the node names the collection issued (instance tag cloudefigo:chef-node); then, for
+    instances without that tag, what the remaining nodes report about themselves (ec2.instance_id,
+    then FQDN/hostname): a weaker match, a node can claim any instance id.
+    """
     now = time.time() if now is None else now
-    by_id, by_host = {}, {}
+    nodes_by_name = dict((node.get("name"), node) for node in nodes)
+    issued, findings = issued_matches(instances, nodes_by_name)
+    issued_nodes = set(node.get("name") for node in issued.values())
+    tagged = dict((instance["instance_id"], (instance.get("tags") or {}).get(CHEF_NODE_TAG)) for instance in instances
+                  if (instance.get("tags") or {}).get(CHEF_NODE_TAG))
+    instances_by_id = dict((instance["instance_id"], instance) for instance in instances)
+
+    by_id, claims, by_host = {}, {}, {}
     for node in nodes:
+        if node.get("name") in issued_nodes:
+            continue
         instance_id = node.get("ec2_instance_id")
         if instance_id:
+            claims.setdefault(instance_id, []).append(node)
+            if instance_id in tagged:
+                # a node claiming an instance that was issued another node name: never a match
+                findings.append(_finding(
+                    "node_claims_issued_instance",
+                    "node %s reports instance %s, which was issued node %s (%s tag)" % (
+                        node.get("name"), instance_id, tagged[instance_id], CHEF_NODE_TAG),
+                    node_name=node.get("name"), instance=instances_by_id[instance_id]))
+                continue
             # two nodes claiming one instance: the one that converged last wins
             if instance_id not in by_id or _newer(node, by_id[instance_id]):
                 by_id[instance_id] = node
@@ -272,14 +413,25 @@ def match_instances(instances, nodes, stale_after, now=None):
             host = (node.get(field) or "").lower()
             if host and host not in by_host:
                 by_host[host] = (node, field)
+    for instance_id in sorted(claims):
+        if len(claims[instance_id]) > 1 and instance_id in instances_by_id and instance_id not in tagged:
+            findings.append(_finding(
+                "instance_claimed_by_several_nodes",
+                "nodes %s all report instance %s" % (", ".join(sorted(n.get("name") for n in claims[instance_id])),
+                                                     instance_id),
+                instance=instances_by_id[instance_id]))
+
     managed, unmanaged, stale, matched_nodes = [], [], [], set()
     for instance in instances:
-        node, matched_by = by_id.get(instance["instance_id"]), "instance_id"
-        if node is None and instance.get("private_dns_name"):
-            dns = instance["private_dns_name"].lower()
-            found = by_host.get(dns) or by_host.get(dns.split(".")[0])
-            if found:
-                node, matched_by = found
+        if instance["instance_id"] in tagged:
+            node, matched_by = issued.get(instance["instance_id"]), "chef_node_tag"
+        else:
+            node, matched_by = by_id.get(instance["instance_id"]), "instance_id"
+            if node is None and instance.get("private_dns_name"):
+                dns = instance["private_dns_name"].lower()
+                found = by_host.get(dns) or by_host.get(dns.split(".")[0])
+                if found:
+                    node, matched_by = found
         if node is None:
             unmanaged.append(instance)
             continue
@@ -293,7 +445,8 @@ def match_instances(instances, nodes, stale_after, now=None):
     without = [{"name": node.get("name"), "ec2_instance_id": node.get("ec2_instance_id"),
                 "ohai_time": node.get("ohai_time")}
                for node in nodes if node.get("name") not in matched_nodes]
-    return managed, unmanaged, stale, sorted(without, key=lambda node: node["name"] or "")
+    return (managed, unmanaged, stale, sorted(without, key=lambda node: node["name"] or ""),
+            sorted(findings, key=lambda f: (f["kind"], f["node_name"] or "", f["instance_id"] or "")))
 
 
 def region_counts(regions, instances, managed, unmanaged, stale):
@@ -346,12 +499,13 @@ def main():
             module.fail_json(msg="Could not search Chef nodes (node_query=%r): %s" % (module.params["node_query"], exc),
                              status=exc.status)
 
-    managed, unmanaged, stale, without = match_instances(instances, nodes, module.params["stale_after"], now)
+    managed, unmanaged, stale, without, findings = match_instances(instances, nodes, module.params["stale_after"], now)
     counts = region_counts(regions, instances, managed, unmanaged, stale)
     totals = {"instances": len(instances), "managed": len(managed), "unmanaged": len(unmanaged),
               "stale": len(stale), "nodes": len(nodes)}
+    totals["findings"] = len(findings)
     module.exit_json(changed=False, managed=managed, unmanaged=unmanaged, stale=stale,
-                     nodes_without_instance=without, counts=counts, totals=totals)
+                     nodes_without_instance=without, findings=findings, counts=counts, totals=totals)
 
 
 if __name__ == "__main__":

@@ -181,6 +181,12 @@ bucket_changes:
   type: list
   elements: str
   sample: [created, versioning, encryption, public_access_block, policy]
+errors:
+  description: The C(Errors) of S3's C(DeleteObjects) answer when versions of the key could not be deleted (the module fails).
+  returned: on failure to delete the key's versions
+  type: list
+  elements: dict
+  sample: [{"Key": "volumes/i-0123/luks.key", "VersionId": "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY", "Code": "AccessDenied", "Message": "Access Denied"}]
 """
 
 import copy

@@ -41,11 +41,27 @@ def secure_launch_lab_vars(lab):
         "cloudefigo_chef_server_url": lab["LAB_CHEF_URL"],
         "cloudefigo_chef_client_name": lab["LAB_CHEF_USER"],
         "cloudefigo_chef_client_key": lab["LAB_CHEF_KEY"],
+        # goiardi listens on plain http: allowed explicitly (refused by default)
+        "cloudefigo_chef_allow_insecure_http": lab["LAB_CHEF_URL"].startswith("http://"),
         "cloudefigo_nessus_url": lab["LAB_NESSUS_URL"],
         "cloudefigo_nessus_access_key": lab["LAB_NESSUS_ACCESS_KEY"],
         "cloudefigo_nessus_secret_key": lab["LAB_NESSUS_SECRET_KEY"],
         "cloudefigo_nessus_ca_path": lab["LAB_NESSUS_CA"],
     }
+
+
+def s3_gateway_endpoint(ec2, region="us-east-1"):
+    """Route moto's default VPC to S3 through a gateway endpoint (secure_launch.yml checks for one)."""
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    service = "com.amazonaws.%s.s3" % region
+    found = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                                                {"Name": "service-name", "Values": [service]}])["VpcEndpoints"]
+    if found:
+        return found[0]["VpcEndpointId"]
+    tables = [t["RouteTableId"] for t in ec2.describe_route_tables(
+        Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"]]
+    return ec2.create_vpc_endpoint(VpcId=vpc, ServiceName=service, VpcEndpointType="Gateway",
+                                   RouteTableIds=tables)["VpcEndpoint"]["VpcEndpointId"]
 
 
 class AWS:
@@ -141,3 +157,25 @@ def fresh_database(lab, prefix):
         with admin.cursor() as cursor:
             cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         admin.close()
+
+
+def run_module(name, args, timeout=300):
+    """Run one cloudefigo.core module as Ansible does (JSON args in, JSON result out): no playbook."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
+    try:
+        env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".cache", "collections"))
+        proc = subprocess.run([sys.executable, "-m", "ansible_collections.cloudefigo.core.plugins.modules.%s" % name,
+                               handle.name], capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    finally:
+        os.unlink(handle.name)
+    try:
+        return json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError("module %s printed no JSON:\n%s\n%s" % (name, proc.stdout, proc.stderr))
+
+
+def run_aws_module(lab, name, **args):
+    """run_module() with the lab's AWS connection options."""
+    return run_module(name, dict({"endpoint_url": lab["LAB_AWS_ENDPOINT"], "access_key": "testing",
+                                  "secret_key": "testing", "region": "us-east-1"}, **args))

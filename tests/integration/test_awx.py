@@ -25,34 +25,24 @@ def _pins(path):
     return pins
 
 
-def test_builder_renders_the_context(tmp_path):
-    context = tmp_path / "context"
-    proc = subprocess.run(
-        [os.path.join(VENV_BIN, "ansible-builder"), "create", "-f", os.path.join(AWX, "execution-environment.yml"),
-         "-c", str(context), "--output-filename", "Containerfile"],
-        capture_output=True, text=True, check=False, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    containerfile = (context / "Containerfile").read_text()
-    assert "ansible-core==2.19.14" in containerfile
-    build = context / "_build"
-    galaxy = yaml.safe_load((build / "requirements.yml").read_text())
-    names = [c["name"] for c in galaxy["collections"]]
-    assert any("cloudefigo.core" in name or "cloudefigo-core" in name for name in names)
-    for dependency in yaml.safe_load(open(os.path.join(ROOT, "galaxy.yml")))["dependencies"]:
-        assert dependency in names, "%s is a galaxy.yml dependency but not in the EE" % dependency
-    bindep = (build / "bindep.txt").read_text()
-    for package in ("git", "openssh-client", "libpq"):
-        assert package in bindep
-
-
-def test_ee_python_pins_follow_requirements_txt():
+def test_ee_pins_follow_the_repository():
+    """ansible-core / ansible-runner in the EE are the ones the tests run with; the EE takes the
+    tarball of galaxy.yml's version and the collection's own Python/system requirements."""
     root = _pins(os.path.join(ROOT, "requirements.txt"))
-    ee = _pins(os.path.join(AWX, "requirements.txt"))
-    core = root.pop("ansible-core")
-    assert root == ee
+    dev = _pins(os.path.join(ROOT, "requirements-dev.txt"))
     definition = yaml.safe_load(open(os.path.join(AWX, "execution-environment.yml")))
     assert definition["version"] == 3
-    assert definition["dependencies"]["ansible_core"]["package_pip"] == "ansible-core==" + core
+    assert definition["dependencies"]["ansible_core"]["package_pip"] == "ansible-core==" + root["ansible-core"]
+    assert definition["dependencies"]["ansible_runner"]["package_pip"] == "ansible-runner==" + dev["ansible-runner"]
+    version = yaml.safe_load(open(os.path.join(ROOT, "galaxy.yml")))["version"]
+    tarball = "cloudefigo-core-%s.tar.gz" % version
+    assert [entry["src"] for entry in definition["additional_build_files"]] == ["../.cache/dist/" + tarball]
+    galaxy = yaml.safe_load(open(os.path.join(AWX, "requirements.yml")))["collections"]
+    assert {"name": "collections/" + tarball, "type": "file"} in galaxy
+    # the collection's requirements reach the image through its meta/execution-environment.yml only
+    assert "python" not in definition["dependencies"] and "system" not in definition["dependencies"]
+    meta = yaml.safe_load(open(os.path.join(ROOT, "meta", "execution-environment.yml")))
+    assert meta["dependencies"] == {"python": "requirements.txt", "system": "bindep.txt"}
 
 
 def test_configure_playbook_syntax(lab_free_env):
@@ -101,3 +91,13 @@ def test_injected_env_vars_are_the_modules_fallbacks(fragment, type_file):
 @pytest.fixture
 def lab_free_env():
     return ansible_env({})
+
+
+def test_siem_credential_reaches_cloudtrail_ingest():
+    """The SIEM type's extra vars are the ones audit.yml passes to cloudtrail_ingest, CA included."""
+    spec = _credential_types()["siem_postgresql.yml"]
+    assert "ca_cert" in {field["id"] for field in spec["inputs"]["fields"]}
+    assert "ca_cert" in spec["injectors"]["file"]["template.ca_cert"]
+    audit = open(os.path.join(ROOT, "playbooks", "audit.yml")).read()
+    for name in spec["injectors"]["extra_vars"]:
+        assert name in audit, "%s is injected but playbooks/audit.yml never reads it" % name

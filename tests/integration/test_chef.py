@@ -48,7 +48,7 @@ def write_play(tmp_path, tasks):
              "module_defaults": {
                  "group/cloudefigo.core.chef": {
                      "chef_server_url": "{{ lab_chef_url }}", "client_name": "{{ lab_chef_user }}",
-                     "client_key": "{{ lab_chef_key }}"},
+                     "client_key": "{{ lab_chef_key }}", "allow_insecure_http": True},
                  "cloudefigo.core.unmanaged_instances": {
                      "endpoint_url": "{{ lab_aws_endpoint }}", "access_key": "testing", "secret_key": "testing",
                      "region": "us-east-1"}},
@@ -120,7 +120,8 @@ def test_unmanaged_instances_two_regions(lab, aws, chef, prefix, playbook, tmp_p
         assert sorted(node["name"] for node in out["nodes_without_instance"]) == [prefix + "-orphan", prefix + "-recycled"]
         assert out["counts"] == {"us-east-1": {"instances": 5, "managed": 3, "unmanaged": 2, "stale": 1},
                                  "eu-west-1": {"instances": 2, "managed": 2, "unmanaged": 0, "stale": 0}}
-        assert out["totals"] == {"instances": 7, "managed": 5, "unmanaged": 2, "stale": 1, "nodes": 7}
+        assert out["totals"] == {"instances": 7, "managed": 5, "unmanaged": 2, "stale": 1, "nodes": 7, "findings": 0}
+        assert out["findings"] == []
         red = result.task_results("Audit red team")[0]
         assert red["totals"]["instances"] == 2 and [i["instance_id"] for i in red["unmanaged"]] == [east_b[0]["InstanceId"]]
         everywhere = result.task_results("Audit every enabled region")[0]
@@ -160,7 +161,8 @@ def test_failures_are_clear(lab, chef, prefix, playbook, tmp_path):
     assert wrong_key["failed"] and "answered 401" in wrong_key["msg"] and "client key" in wrong_key["msg"]
     assert wrong not in result.stdout
     unreachable = result.task_results("Unreachable")[0]
-    assert unreachable["failed"] and "cannot reach the Chef server" in unreachable["msg"]
+    assert unreachable["failed"] and "connection refused" in unreachable["msg"]
+    assert "check chef_server_url" in unreachable["msg"]
     bad = result.task_results("Bad query")[0]
     assert bad["failed"] and "answered 400" in bad["msg"] and "parse error" in bad["msg"]
     bad_audit = result.task_results("Bad query in the audit")[0]

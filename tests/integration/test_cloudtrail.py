@@ -60,7 +60,8 @@ def count(db, relation="cloudtrail.events"):
 
 
 def module_args(lab, db, **args):
-    args.update({"login_host": db["host"], "login_port": db["port"], "login_user": db["user"], "db": db["dbname"],
+    args.update({"login_host": db["host"], "login_port": db["port"], "login_user": db["user"], "login_db": db["dbname"],
+                 "ssl_mode": "disable",
                  "endpoint_url": lab["LAB_AWS_ENDPOINT"], "access_key": "testing", "secret_key": "testing",
                  "region": "us-east-1"})
     return args

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from _lab import ROOT, moto_post, secure_launch_lab_vars
+from _lab import ROOT, moto_post, s3_gateway_endpoint, secure_launch_lab_vars
 
 PLAYBOOK = os.path.join(ROOT, "playbooks", "secure_launch.yml")
 KEY_BUCKET = "fault-matrix-keys"
@@ -46,6 +46,7 @@ def launch(lab, aws, playbook, tmp_path):
     created_nodes = []
 
     def _run(chef_node=True, spec=None, env=None, **overrides):
+        s3_gateway_endpoint(aws.client("ec2"))
         if chef_node:
             _chef(lab).request("POST", "/nodes", data={
                 "name": name, "json_class": "Chef::Node", "chef_type": "node", "chef_environment": "_default",
@@ -54,12 +55,12 @@ def launch(lab, aws, playbook, tmp_path):
         extra = dict(secure_launch_lab_vars(lab), **{
             "secure_launch_image_id": "ami-1e749f67",
             "secure_launch_key_bucket": KEY_BUCKET,
-            "secure_launch_key_deny_insecure_transport": False,
+            "secure_launch_omit_conditioned_denies": True,
             "secure_launch_report_dir": str(tmp_path),
             "secure_launch_configure_instance": False,
             "secure_launch_chef_require_converged": False,
             "secure_launch_nessus_poll_interval": 1,
-            "secure_launch_bootstrap_objects": ["%s/bootstrap/package.deb" % KEY_BUCKET],
+            "secure_launch_bootstrap_objects": ["%s-boot/package.deb" % KEY_BUCKET],
             "secure_launch_instances": [dict({"name": name, "scan_targets": [name]}, **(spec or {}))],
         })
         extra.update(overrides)
@@ -96,7 +97,8 @@ def _assert_contained(aws, name, result, summary, reason_start):
     assert tags["SecurityReason"].startswith(reason_start), tags["SecurityReason"]
 
     groups = {g["GroupName"] for g in instance["SecurityGroups"]}
-    assert groups == {"cloudefigo-remediation"}, groups
+    # contained: the isolation group (no rule in or out), no longer the remediation group
+    assert groups == {"cloudefigo-isolation"}, groups
     production = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["cloudefigo-production"]}])
     production_ids = {g["GroupId"] for g in production["SecurityGroups"]}
     assert not production_ids & {g["GroupId"] for g in instance["SecurityGroups"]}

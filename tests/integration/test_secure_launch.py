@@ -22,7 +22,7 @@ import uuid
 import psycopg2
 import pytest
 
-from _lab import AWS, ROOT, fresh_database, moto_post, moto_reset, run_playbook, secure_launch_lab_vars
+from _lab import AWS, ROOT, fresh_database, moto_post, moto_reset, run_playbook, s3_gateway_endpoint, secure_launch_lab_vars
 
 SECURE_LAUNCH = os.path.join(ROOT, "playbooks", "secure_launch.yml")
 TERMINATE = os.path.join(ROOT, "playbooks", "terminate.yml")
@@ -45,6 +45,8 @@ HOOK = """---
 - name: Register the Chef node and its API client
   cloudefigo.core.chef_node:
     name: "{{ secure_launch_name }}"
+    instance_id: "{{ secure_launch_instance_id }}"
+    launch_id: "{{ secure_launch_launch_id }}"
     run_list: "{{ secure_launch_spec.chef_run_list }}"
   delegate_to: localhost
   no_log: true
@@ -132,18 +134,19 @@ class Batch:
             "secure_launch_id": self.launch_id,
             "secure_launch_image_id": "ami-1e749f67",
             "secure_launch_key_bucket": KEY_BUCKET,
-            "secure_launch_key_deny_insecure_transport": False,
+            "secure_launch_omit_conditioned_denies": True,
             "secure_launch_report_dir": self.workdir,
             "secure_launch_configure_instance": False,
             "secure_launch_hook_configured": self.hook,
             "secure_launch_nessus_poll_interval": 1,
-            "secure_launch_bootstrap_objects": ["%s/bootstrap/package.deb" % KEY_BUCKET],
+            "secure_launch_bootstrap_objects": ["%s-boot/package.deb" % KEY_BUCKET],
             "secure_launch_instances": [
                 {"name": name, "scan_targets": [name], "chef_run_list": ["recipe[base]"], "tags": {"Owner": "happy"}}
                 for name in self.names],
         })
 
     def launch(self):
+        s3_gateway_endpoint(self.aws.client("ec2"))
         result = run_playbook(self.lab, SECURE_LAUNCH, extra_vars=self.launch_vars(), args=["-f", "4"])
         path = os.path.join(self.workdir, "secure-launch-%s.json" % self.launch_id)
         assert os.path.exists(path), "no batch summary written:\n" + _output(result)
@@ -181,6 +184,31 @@ def batch(lab, tmp_path_factory):
         except Exception:  # pylint: disable=broad-except
             pass
     moto_reset(lab)
+
+
+def _instance_arn(instance):
+    return "arn:aws:ec2:us-east-1:123456789012:instance/%s" % instance["InstanceId"]
+
+
+def _allowed(iam, role, instance):
+    """(action, resource) pairs the role's inline policies allow; each Allow must be bound to the instance."""
+    allowed = set()
+    for policy in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        for statement in iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]["Statement"]:
+            if statement["Effect"] != "Allow":
+                continue
+            assert statement["Condition"]["ArnEquals"]["ec2:SourceInstanceARN"] == _instance_arn(instance), statement
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            allowed.update((a, r) for a in actions for r in resources)
+    return allowed
+
+
+def _key_kms_arn(s3, key):
+    """The KMS key the volume key object is encrypted with (SSE-KMS, the bucket's dedicated key)."""
+    head = s3.head_object(Bucket=KEY_BUCKET, Key=key)
+    assert head["ServerSideEncryption"] == "aws:kms", head
+    return head["SSEKMSKeyId"]
 
 
 def _assert_in_production(lab, batch, result, summary):
@@ -225,16 +253,9 @@ def _assert_in_production(lab, batch, result, summary):
         assert [r["RoleName"] for r in profile["Roles"]] == ["cloudefigo-" + name]
         role = profile["Roles"][0]["RoleName"]
         assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
-        statements = []
-        for policy in iam.list_role_policies(RoleName=role)["PolicyNames"]:
-            statements += iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]["Statement"]
-        assert len(statements) == 1, statements
-        statement = statements[0]
-        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-        assert statement["Effect"] == "Allow"
-        assert actions == ["s3:GetObject"], statement
-        assert resources == ["arn:aws:s3:::%s/%s" % (KEY_BUCKET, batch.key_object(name))], statement
+        assert _allowed(iam, role, instance) == {
+            ("s3:GetObject", "arn:aws:s3:::%s/%s" % (KEY_BUCKET, batch.key_object(name))),
+            ("kms:Decrypt", _key_kms_arn(s3, batch.key_object(name)))}
 
         # the volume key: one version in S3, never in the playbook's output
         head = s3.head_object(Bucket=KEY_BUCKET, Key=batch.key_object(name))
@@ -438,6 +459,7 @@ def test_audit_reports_quarantines_and_loads_cloudtrail(lab, aws, playbook, siem
     east.authorize_security_group_ingress(GroupId=open_ssh, IpPermissions=[{
         "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
     events = _upload_cloudtrail(aws.client("s3"), "audit-cloudtrail")
+    aws.client("s3").create_bucket(Bucket="audit-evidence")
 
     report_dir = tmp_path / "audit"
     result = playbook(AUDIT, extra_vars={
@@ -446,11 +468,13 @@ def test_audit_reports_quarantines_and_loads_cloudtrail(lab, aws, playbook, siem
         "cloudefigo_chef_server_url": lab["LAB_CHEF_URL"],
         "cloudefigo_chef_client_name": lab["LAB_CHEF_USER"],
         "cloudefigo_chef_client_key": lab["LAB_CHEF_KEY"],
+        "cloudefigo_chef_allow_insecure_http": True,
         "audit_regions": ["us-east-1", "eu-west-1"],
         "audit_quarantine": True,
         # the unmanaged instance was just started: no grace period, or it would be spared
         "audit_quarantine_grace_seconds": 0,
         "audit_quarantine_case_id": "case-happy",
+        "audit_evidence_bucket": "audit-evidence",
         "audit_pg_host": siem_db["host"],
         "audit_pg_port": siem_db["port"],
         "audit_pg_user": siem_db["user"],
@@ -516,7 +540,7 @@ def _launch_one(lab, workdir, names, launch_id=None, inventory=None, env=None, *
     extra = dict(secure_launch_lab_vars(lab), **{
         "secure_launch_image_id": "ami-1e749f67",
         "secure_launch_key_bucket": KEY_BUCKET,
-        "secure_launch_key_deny_insecure_transport": False,
+        "secure_launch_omit_conditioned_denies": True,
         "secure_launch_report_dir": str(workdir),
         "secure_launch_configure_instance": False,
         "secure_launch_hook_configured": hook,
@@ -527,6 +551,7 @@ def _launch_one(lab, workdir, names, launch_id=None, inventory=None, env=None, *
     if launch_id:
         extra["secure_launch_id"] = launch_id
     extra.update(overrides)
+    s3_gateway_endpoint(AWS(lab).client("ec2"))
     return run_playbook(lab, SECURE_LAUNCH, extra_vars=extra, inventory=inventory, env=env)
 
 
@@ -701,3 +726,70 @@ def test_second_launch_of_a_name_fails_closed(lab, aws, tmp_path, chef_cleanup):
     finally:
         moto_post(lab, "/moto-api/reset-auth", b"inf")
     assert body == before["key_bytes"]
+
+
+# --- no unbound window (issue 10 §2) -------------------------------------------------------------------
+
+def _host_task_results(result, host):
+    """(task name, result) of `host` in the order the tasks ran."""
+    out = []
+    for play in (result.data or {}).get("plays", []):
+        for task in play["tasks"]:
+            if host in task["hosts"]:
+                out.append((task["task"]["name"], task["hosts"][host]))
+    return out
+
+
+def test_instance_gets_credentials_only_once_its_role_is_bound(lab, aws, tmp_path, chef_cleanup):
+    """The policy in force when the instance first has credentials (the profile association) is bound."""
+    if "LAB_NESSUS_URL" not in lab:
+        pytest.skip("needs the Nessus simulator")
+    name = "bound-%s" % uuid.uuid4().hex[:6]
+    chef_cleanup.append(name)
+    result = _launch_one(lab, tmp_path, name)
+    assert result.rc == 0, _output(result)
+    ec2, iam, s3 = aws.client("ec2"), aws.client("iam"), aws.client("s3")
+    instance = _instances(ec2, **{"tag:Name": [name]})[0]
+    arn = _instance_arn(instance)
+
+    steps = _host_task_results(result, name)
+    names = [step for step, _outcome in steps]
+    launched = names.index("Launch the instance in the remediation group, without an instance profile")
+    associated = names.index("Give the instance its profile (its first credentials)")
+    # the instance was started without a profile: no credentials at all
+    launch = steps[launched][1]
+    assert launch["invocation"]["module_args"]["iam_instance_profile"] is None, launch["invocation"]
+    assert "iam_instance_profile" not in launch["instances"][0], launch["instances"][0]
+    # before the association: the key, then the role written bound to this instance
+    between = names[launched:associated]
+    assert between.index("Create the volume key of the instance") < between.index(
+        "Create the instance role, bound to the instance")
+    role_steps = [outcome for step, outcome in steps[:associated] if step == "Create the instance role, bound to the instance"]
+    assert len(role_steps) == 1
+    in_force = role_steps[0]["policy"]
+    allows = [st for st in in_force["Statement"] if st["Effect"] == "Allow"]
+    assert allows, in_force
+    for statement in allows:
+        assert statement["Condition"]["ArnEquals"]["ec2:SourceInstanceARN"] == arn, statement
+    resources = {r for st in allows for r in (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]])}
+    assert "arn:aws:s3:::%s/volumes/%s.key" % (KEY_BUCKET, name) in resources
+    assert _key_kms_arn(s3, "volumes/%s.key" % name) in resources
+    # the association task gave the instance the profile of that role, and it is the one in moto
+    assert steps[associated][1]["changed"] is True
+    associations = ec2.describe_iam_instance_profile_associations(
+        Filters=[{"Name": "instance-id", "Values": [instance["InstanceId"]]}])["IamInstanceProfileAssociations"]
+    assert len(associations) == 1, associations
+    profile = iam.get_instance_profile(InstanceProfileName="cloudefigo-" + name)["InstanceProfile"]
+    assert associations[0]["IamInstanceProfile"]["Arn"] == profile["Arn"]
+    assert [r["RoleName"] for r in profile["Roles"]] == ["cloudefigo-" + name]
+    # and nothing after the association ever widened the role: its policy now is bound too
+    assert _allowed(iam, "cloudefigo-" + name, instance) <= _statement_pairs(allows)
+
+
+def _statement_pairs(statements):
+    pairs = set()
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        pairs.update((a, r) for a in actions for r in resources)
+    return pairs

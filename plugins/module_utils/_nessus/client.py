@@ -26,6 +26,7 @@ import urllib.parse
 
 from ansible.module_utils.urls import SSLValidationError, open_url
 
+# retried: rate limiting, server errors and timeouts; never a refused connection or an unknown host
 RETRY_STATUSES = frozenset((429, 500, 502, 503, 504))
 # Run statuses after which a run will not change any more without a person acting.
 FINAL_STATUSES = frozenset(("completed", "aborted", "canceled", "imported", "paused"))
@@ -83,6 +84,15 @@ def _error_text(body):
     if isinstance(data, dict) and data.get("error"):
         return str(data["error"])
     return json.dumps(data)[:300]
+
+
+def connection_problem(reason):
+    """A short name for why a connection failed (the reason's text says the rest)."""
+    if isinstance(reason, socket.gaierror):
+        return "the host name does not resolve"
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    return "connection failed"
 
 
 class NessusClient(object):
@@ -170,19 +180,25 @@ class NessusClient(object):
                 if isinstance(reason, (ssl.SSLError, ssl.CertificateError)) or "CERTIFICATE" in str(reason).upper():
                     raise NessusError("TLS certificate of %s not trusted: %s. Give the scanner's CA with ca_path"
                                       " (validate_certs=false only for a throw-away lab)" % (self.url, reason))
-                if attempt < self.max_retries and isinstance(reason, (ConnectionError, socket.timeout)):
+                if attempt < self.max_retries and isinstance(reason, (socket.timeout, TimeoutError)):
                     attempt += 1
                     self.retries += 1
                     self._sleep(min(30.0, 2.0 ** attempt))
                     continue
-                raise NessusError("cannot reach Nessus at %s: %s" % (self.url, reason))
-            except (socket.timeout, ConnectionError) as exc:
+                # refused, unknown host name, unreachable: a wrong url does not heal, fail now
+                raise NessusError("cannot connect to Nessus at %s (%s): %s; check url"
+                                  % (self.url, connection_problem(reason), reason))
+            except (socket.timeout, TimeoutError) as exc:
                 if attempt < self.max_retries:
                     attempt += 1
                     self.retries += 1
                     self._sleep(min(30.0, 2.0 ** attempt))
                     continue
-                raise NessusError("Nessus at %s did not answer %s %s: %s" % (self.url, method, path, exc))
+                raise NessusError("Nessus at %s did not answer %s %s within %ss, %d times: %s; check url and timeout"
+                                  % (self.url, method, path, self.timeout, attempt + 1, exc))
+            except ConnectionError as exc:
+                raise NessusError("cannot connect to Nessus at %s (%s): %s; check url"
+                                  % (self.url, connection_problem(exc), exc))
 
     def _http_error(self, method, path, status, body):
         text = _error_text(body)

@@ -13,6 +13,8 @@ Keep ``nessus_argument_spec`` in sync with ``plugins/doc_fragments/nessus.py`` (
 
 from __future__ import annotations
 
+import urllib.parse
+
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.cloudefigo.core.plugins.module_utils._nessus.client import NessusClient, NessusError
@@ -34,6 +36,7 @@ def nessus_argument_spec():
         password=dict(type="str", no_log=True, fallback=(env_fallback, ["NESSUS_PASSWORD"])),
         validate_certs=dict(type="bool", default=True),
         ca_path=dict(type="path"),
+        allow_insecure_http=dict(type="bool", default=False),
         timeout=dict(type="int", default=30),
     )
 
@@ -63,6 +66,13 @@ def nessus_client(module):
     params = module.params
     if not params["url"]:
         module.fail_json(msg="url is required (or set NESSUS_URL), e.g. https://nessus.example.com:8834", passed=False)
+    parts = urllib.parse.urlsplit(params["url"])
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        module.fail_json(msg="url must be an https URL, e.g. https://nessus.example.com:8834, not %r" % params["url"],
+                         passed=False)
+    if parts.scheme == "http" and not params["allow_insecure_http"]:
+        module.fail_json(msg="url %s is plain http: the API keys or password would cross the network unencrypted."
+                             " Use https, or set allow_insecure_http=true (a lab only)" % params["url"], passed=False)
     if bool(params["access_key"]) != bool(params["secret_key"]):
         module.fail_json(msg="access_key and secret_key go together", passed=False)
     if bool(params["username"]) != bool(params["password"]):

@@ -187,15 +187,93 @@ def test_missing_ok_and_validate_certs(pem):
     assert client(pem, lambda *args: Response(200, {}), validate_certs=False).verify is False
 
 
-def test_unreachable(pem):
+def test_refused_connection_fails_at_once_naming_the_option(pem):
     import requests
 
     def refuse(*args):
-        raise requests.exceptions.ConnectionError("refused")
-    chef = client(pem, refuse, retries=1)
-    with pytest.raises(_chef.ChefError, match="cannot reach the Chef server at https://chef.example.com"):
+        raise requests.exceptions.ConnectionError(
+            "HTTPSConnectionPool(host='chef.example.com', port=443): Max retries exceeded "
+            "(Caused by NewConnectionError(': Failed to establish a new connection: [Errno 111] Connection refused'))")
+    chef = client(pem, refuse, retries=3)
+    with pytest.raises(_chef.ChefError, match=r"cannot connect to the Chef server at https://chef.example.com "
+                                              r"\(connection refused\).*check chef_server_url"):
         chef.get("/nodes")
-    assert chef.request_count == 2
+    assert chef.request_count == 1
+
+
+def test_unknown_host_fails_at_once(pem):
+    import requests
+
+    def unknown(*args):
+        raise requests.exceptions.ConnectionError(
+            "Max retries exceeded (Caused by NameResolutionError(\"Failed to resolve 'chef.example.com' "
+            "([Errno -2] Name or service not known)\"))")
+    chef = client(pem, unknown, retries=3)
+    with pytest.raises(_chef.ChefError, match="host name does not resolve.*check chef_server_url"):
+        chef.get("/nodes")
+    assert chef.request_count == 1
+
+
+def test_timeouts_are_retried(pem):
+    import requests
+    answers = iter([requests.exceptions.ReadTimeout("read timed out"),
+                    requests.exceptions.ConnectTimeout("connect timed out")])
+
+    def slow_then_ok(*args):
+        answer = next(answers, None)
+        if answer is not None:
+            raise answer
+        return Response(200, {"ok": True})
+    chef = client(pem, slow_then_ok, retries=3)
+    assert chef.get("/nodes") == {"ok": True} and chef.request_count == 3
+
+    def always_slow(*args):
+        raise requests.exceptions.ReadTimeout("read timed out")
+    chef = client(pem, always_slow, retries=2)
+    with pytest.raises(_chef.ChefError, match="did not answer GET /organizations/acme/nodes within 30s, 3 times"):
+        chef.get("/nodes")
+    assert chef.request_count == 3
+
+
+def test_plain_http_needs_allow_insecure_http(pem):
+    params = {"chef_server_url": "http://chef.lab:4545", "client_name": "a", "client_key_content": pem}
+    with pytest.raises(_chef.ChefError, match="chef_server_url http://chef.lab:4545 is plain http.*allow_insecure_http"):
+        _chef.client_from_params(params)
+    assert _chef.client_from_params(dict(params, allow_insecure_http=True)).base_url == "http://chef.lab:4545"
+    with pytest.raises(_chef.ChefError, match="must be an https URL"):
+        _chef.client_from_params(dict(params, chef_server_url="ftp://chef.lab"))
+
+
+def validated(spec, params):
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    result = ArgumentSpecValidator(spec).validate(params)
+    assert not result.error_messages, result.error_messages
+    return result
+
+
+def test_aws_validate_certs_never_turns_off_chef_tls(pem):
+    """In a module that talks to AWS too, validate_certs is AWS's: a group/aws default cannot reach Chef."""
+    spec = _chef.chef_argument_spec(aws_module=True)
+    spec["validate_certs"] = dict(type="bool", default=True)   # AnsibleAWSModule's own option
+    params = validated(spec, {"chef_server_url": "https://chef.example.com", "client_name": "a",
+                              "client_key_content": pem, "validate_certs": False}).validated_parameters
+    assert params["chef_validate_certs"] is True
+    assert _chef.client_from_params(params).verify is True
+    params = validated(spec, {"chef_server_url": "https://chef.example.com", "client_name": "a",
+                              "client_key_content": pem, "chef_validate_certs": False,
+                              "ca_path": "/etc/chef-ca.pem"}).validated_parameters
+    assert _chef.client_from_params(params).verify is False and params["chef_ca_path"] == "/etc/chef-ca.pem"
+
+
+def test_chef_only_modules_keep_the_old_names_as_deprecated_aliases(pem):
+    result = validated(_chef.chef_argument_spec(), {
+        "chef_server_url": "https://chef.example.com", "client_name": "a", "client_key_content": pem,
+        "validate_certs": False, "ca_path": "/etc/chef-ca.pem"})
+    params = result.validated_parameters
+    assert params["chef_validate_certs"] is False and params["chef_ca_path"] == "/etc/chef-ca.pem"
+    assert sorted(d["msg"].split("'")[1] for d in result._deprecations) == ["ca_path", "validate_certs"]
+    assert {d["version"] for d in result._deprecations} == {"0.3.0"}
+    assert _chef.client_from_params(params).verify is False
 
 
 def test_client_from_params_reads_path_or_content(pem, tmp_path):

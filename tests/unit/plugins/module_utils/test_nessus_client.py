@@ -2,6 +2,7 @@
 import email.message
 import io
 import json
+import socket
 import urllib.error
 
 import pytest
@@ -316,14 +317,38 @@ def test_delete_scan_missing_is_false():
     assert client.delete_scan(8) is True
 
 
-def test_unreachable_is_a_clear_error():
+@pytest.mark.parametrize("reason, problem", [
+    (ConnectionRefusedError(111, "Connection refused"), "connection refused"),
+    (socket.gaierror(-2, "Name or service not known"), "the host name does not resolve"),
+])
+def test_refused_or_unknown_host_fails_at_once_naming_url(reason, problem):
+    calls = []
+
     def opener(url, **kwargs):
-        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+        calls.append(url)
+        raise urllib.error.URLError(reason)
 
     clock = Clock()
     client = NessusClient(URL, access_key="a", secret_key="b", opener=opener, sleep=clock.sleep, clock=clock)
-    with pytest.raises(NessusError, match="cannot reach Nessus"):
+    with pytest.raises(NessusError, match=r"cannot connect to Nessus at https://nessus.test:8834 \(%s\).*check url"
+                       % problem):
         client.scan(1)
+    assert len(calls) == 1 and clock.sleeps == []
+
+
+def test_timeouts_are_retried():
+    calls = []
+
+    def opener(url, **kwargs):
+        calls.append(url)
+        raise urllib.error.URLError(socket.timeout("timed out"))
+
+    clock = Clock()
+    client = NessusClient(URL, access_key="a", secret_key="b", opener=opener, sleep=clock.sleep, clock=clock,
+                          max_retries=2)
+    with pytest.raises(NessusError, match="cannot connect to Nessus"):
+        client.scan(1)
+    assert len(calls) == 3 and len(clock.sleeps) == 2
 
 
 def test_certificate_error_mentions_ca_path():

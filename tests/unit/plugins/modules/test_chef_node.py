@@ -144,3 +144,14 @@ def test_client_only_deregistration_keeps_the_node(server, capsys):
     assert result["owner"] == MARKS and result["node"]["name"] == "web-6"
     assert not run(capsys, name="web-6", state="absent", manage_node=False, **MARKS)["changed"]
     assert run(capsys, name="web-6", manage_node=False)["failed"]
+
+
+def test_nothing_to_delete_needs_no_ownership(server, capsys):
+    # a node without marks and without a client: deleting "its client" changes nothing, refuses nothing
+    run(capsys, name="bare-1", manage_client=False)
+    result = run(capsys, name="bare-1", state="absent", manage_node=False, instance_id="i-0aaa")
+    assert not result.get("failed") and not result["changed"] and "bare-1" in server["nodes"]
+    # with a client to delete, the unmarked node must be adopted first
+    server["clients"]["bare-1"] = {"name": "bare-1"}
+    result = run(capsys, name="bare-1", state="absent", manage_node=False, instance_id="i-0aaa")
+    assert result["failed"] and "adopt_instance_id" in result["msg"] and "bare-1" in server["clients"]

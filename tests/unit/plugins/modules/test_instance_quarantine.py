@@ -1,22 +1,24 @@
-"""The per-interface record of the groups to restore."""
-from ansible_collections.cloudefigo.core.plugins.modules import instance_quarantine as quarantine
+"""instance_quarantine: options checked before any AWS call."""
+from ansible_collections.cloudefigo.core.plugins.modules import instance_quarantine
 
 
-def test_groups_round_trip_and_split_past_255_characters():
-    groups = ["sg-%017d" % index for index in range(16)]
-    tags = quarantine.encode_groups(groups)
-    assert all(len(value) <= 255 for value in tags.values()) and len(tags) == 2
-    assert quarantine.decode_groups(dict(tags, Name="x")) == groups
-    assert quarantine.group_tag_keys(dict(tags, Name="x")) == sorted(tags)
+def test_quarantine_needs_an_evidence_bucket(run_aws_main):
+    result = run_aws_main(instance_quarantine.main, instance_id="i-0123", case_id="IR-1")
+    assert result["failed"] and "evidence_bucket" in result["msg"]
 
 
-def test_no_record_and_empty_record():
-    assert quarantine.decode_groups({"Name": "x"}) is None
-    assert quarantine.decode_groups(quarantine.encode_groups([])) == []
-    assert quarantine.decode_groups(quarantine.encode_groups(["sg-1", "sg-2"])) == ["sg-1", "sg-2"]
+def test_release_needs_the_evidence_bucket_too(run_aws_main):
+    result = run_aws_main(instance_quarantine.main, instance_id="i-0123", state="released")
+    assert result["failed"] and "evidence_bucket" in result["msg"]
+
+
+def test_quarantine_needs_a_case(run_aws_main):
+    result = run_aws_main(instance_quarantine.main, instance_id="i-0123", evidence_bucket="ir-evidence")
+    assert result["failed"] and "case_id" in result["msg"]
 
 
 def test_only_an_isolation_group_the_collection_made_counts_as_its_own():
+    quarantine = instance_quarantine
     owned = {"Tags": [{"Key": "cloudefigo:purpose", "Value": "isolation"}], "Description": "anything"}
     legacy = {"Tags": [{"Key": "Purpose", "Value": "quarantine"}], "Description": quarantine.ISOLATION_DESCRIPTION}
     assert quarantine.owned_isolation_group(owned)
