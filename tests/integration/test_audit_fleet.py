@@ -151,7 +151,7 @@ def test_fleet_audit_over_accounts_and_regions(lab, aws, proxy, playbook, tmp_pa
                                       "mismatched": MISMATCHED, "a_role": role(A)})
     common = {"cloudefigo_aws_endpoint_url": proxy.url, "cloudefigo_aws_region": "us-east-1",
               "cloudefigo_chef_server_url": lab["LAB_CHEF_URL"], "cloudefigo_chef_client_name": lab["LAB_CHEF_USER"],
-              "cloudefigo_chef_client_key": lab["LAB_CHEF_KEY"]}
+              "cloudefigo_chef_client_key": lab["LAB_CHEF_KEY"], "cloudefigo_chef_allow_insecure_http": True}
     fleet = playbook(os.path.join(ROOT, "playbooks", "audit_fleet.yml"), inventory=str(inventory), args=["-f", "5"],
                      extra_vars=dict(common, audit_fleet_report_bucket=bucket, audit_fleet_run_id="run-1"))
     # the two broken pairs fail, the others finish
