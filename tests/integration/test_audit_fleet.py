@@ -131,6 +131,15 @@ cloudefigo_fleet:
 """
 
 
+def role_task(result, name, host):
+    """The result of a task of the role (the json callback names it "ROLE : NAME")."""
+    for play in result.data["plays"]:
+        for task in play["tasks"]:
+            if task["task"]["name"].split(" : ")[-1] == name and host in task["hosts"]:
+                return task["hosts"][host]
+    raise AssertionError("no task %r ran on %s" % (name, host))
+
+
 def part(s3, bucket, account, region):
     body = s3.get_object(Bucket=bucket, Key="cloudefigo-audit/state/%s/%s.json" % (account, region),
                          ExpectedBucketOwner=OWNER)["Body"].read()
@@ -152,8 +161,18 @@ def test_fleet_audit_over_accounts_and_regions(lab, aws, proxy, playbook, tmp_pa
     common = {"cloudefigo_aws_endpoint_url": proxy.url, "cloudefigo_aws_region": "us-east-1",
               "cloudefigo_chef_server_url": lab["LAB_CHEF_URL"], "cloudefigo_chef_client_name": lab["LAB_CHEF_USER"],
               "cloudefigo_chef_client_key": lab["LAB_CHEF_KEY"], "cloudefigo_chef_allow_insecure_http": True}
+    settings = dict(common, audit_fleet_report_bucket=bucket, audit_fleet_run_id="run-1")
+    # check mode audits (the role is assumed: that changes nothing) and writes no part
+    checked = playbook(os.path.join(ROOT, "playbooks", "audit_fleet.yml"), inventory=str(inventory), args=["-f", "5"],
+                       extra_vars=settings, check=True)
+    assert checked.rc != 0 and checked.data["stats"]["a-east"]["failures"] == 0, checked.stdout[-3000:]
+    written = role_task(checked, "Keep the findings of the account and region as a report part", "a-east")
+    assert written["changed"] and written["parts_written"] == ["state/%s/us-east-1.json" % A]
+    assert aws.client("s3").list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    assert proxy.secrets and not [secret for secret in proxy.secrets if secret in checked.stdout]
+    del proxy.assume_calls[:], proxy.secrets[:]
     fleet = playbook(os.path.join(ROOT, "playbooks", "audit_fleet.yml"), inventory=str(inventory), args=["-f", "5"],
-                     extra_vars=dict(common, audit_fleet_report_bucket=bucket, audit_fleet_run_id="run-1"))
+                     extra_vars=settings)
     # the two broken pairs fail, the others finish
     stats = fleet.data["stats"]
     assert fleet.rc != 0
