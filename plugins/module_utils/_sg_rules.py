@@ -21,6 +21,10 @@ Rule ids (stable, users filter on them):
 - ``default_group_rules`` (medium): a VPC's default group with rules (live groups only).
 - ``open_egress`` (low): egress to the internet on every port (AWS's default egress rule).
 - ``egress_cidr_not_allowed`` (medium): egress to outside ``allowed_egress``.
+- ``exposed_via_group`` (medium on admin/all ports, else low): ingress from a group whose members
+  the internet reaches, directly or through a chain of group references (live groups only).
+- ``cannot_evaluate``: a source whose addresses cannot be read (a prefix list that cannot be
+  resolved: medium; a group in another account or a peered VPC: low).
 """
 
 from __future__ import annotations
@@ -163,6 +167,45 @@ def egress_findings(span, cidr, policy):
         found.append(_finding("medium", "egress_cidr_not_allowed", "%s to %s, outside allowed_egress_cidrs"
                               % (label, cidr), cidr, label))
     return found
+
+
+def reference_finding(span, via, policy):
+    """Ingress on ``span`` from the members of ``via[-1]``, a group the internet reaches.
+
+    ``via`` is the chain of group ids from the group open to the internet to the referenced one.
+    Those members are one compromise away from the internet: an admin port or every port behind
+    them is medium, any other port low.
+    """
+    protocol, start, end, label = span
+    admin = start is None or (protocol in ("tcp", "udp") and any(start <= port <= end for port in policy.admin_ports))
+    chain = " -> ".join(["internet"] + list(via))
+    return [_finding("medium" if admin else "low", "exposed_via_group",
+                     "%s open to members of %s, reachable from the internet (%s)" % (label, via[-1], chain),
+                     None, label)]
+
+
+def exposure_paths(exposed, admitted_from):
+    """The shortest chain of group references from the internet to every group it reaches.
+
+    ``exposed``: ids of groups with internet-wide ingress (their members are on the internet).
+    ``admitted_from``: {group id: ids of the groups it admits ingress from}.
+    Returns {group id: [g0, ..., gk]}: g0 is open to the internet and each next group admits
+    ingress from the one before it; exposed groups map to [] (reached directly).  A group's own
+    members reaching each other (a self reference) is no path.
+    """
+    paths = dict((group, []) for group in exposed)
+    frontier = sorted(paths)
+    while frontier:
+        following = []
+        for group, sources in sorted(admitted_from.items()):
+            if group in paths:
+                continue
+            reached = sorted(source for source in sources if source in frontier and source != group)
+            if reached:
+                paths[group] = paths[reached[0]] + [reached[0]]
+                following.append(group)
+        frontier = following
+    return paths
 
 
 def default_group_findings(ingress_count, egress_count):

@@ -71,6 +71,15 @@ options:
     type: list
     elements: str
     default: []
+  error:
+    description:
+      - The audit of O(account_id) in O(regions) failed with this message (for example the account's
+        role could not be assumed). With O(mode=part) or O(mode=full), each of those pairs gets a part that
+        says so and keeps the findings of its last run that succeeded (never "resolved" by an audit that
+        did not run); the report lists the pair as failed. O(unmanaged) and O(security_groups) must be
+        empty.
+    type: str
+    version_added: 0.2.0
   account_id:
     description:
       - Account the findings belong to (unless an item names its own). Default is the caller's
@@ -205,10 +214,12 @@ report_s3_uri:
 summary:
   description:
     - Totals of the merged report (or of this run's parts with O(mode=part)); made for C(set_stats).
+    - C(failed_parts) and C(failed) (C(ACCOUNT/REGION) list) count and name the pairs whose last audit failed.
   returned: always
   type: dict
   sample: {"accounts": 1, "regions": 2, "findings": 4, "new": 1, "resolved": 0, "unmanaged_instances": 2,
-           "stale_nodes": 1, "security_group_findings": 1, "quarantined": 1, "stale_parts": 0,
+           "stale_nodes": 1, "security_group_findings": 1, "quarantined": 1, "stale_parts": 0, "failed_parts": 0,
+           "failed": [],
            "by_severity": {"critical": 1, "high": 2, "medium": 1, "low": 0, "info": 0}}
 parts_written:
   description: Parts of this run (store paths), written or unchanged.
@@ -364,6 +375,7 @@ def main():
         quarantined=dict(type="list", elements="str", default=[]),
         regions=dict(type="list", elements="str", default=[]),
         account_id=dict(type="str"),
+        error=dict(type="str"),
         run_id=dict(type="str"),
         generated_at=dict(type="str"),
         title=dict(type="str", default="Cloudefigo fleet audit"),
@@ -402,6 +414,10 @@ def main():
 
     changed = False
     written = {}
+    if params["error"] is not None and mode != "merge":
+        if params["unmanaged"] or params["security_groups"] or not params["regions"]:
+            module.fail_json(msg="error: give the regions that could not be audited in regions, and no unmanaged or "
+                                 "security_groups results (a failed audit has none)")
     if mode in ("full", "part"):
         built = parts.build_parts(account_id, params["unmanaged"], params["security_groups"], params["quarantined"],
                                   params["regions"])
@@ -414,7 +430,10 @@ def main():
                 module.warn("%s is not a report part written by this module: ignored (nothing to compare with)"
                             % primary.describe(rel))
                 previous = None
-            part = parts.finish_part(account, region, data, previous, run_id, generated_at, params["history"])
+            if params["error"] is not None:
+                part = parts.failed_part(account, region, previous, run_id, generated_at, params["error"])
+            else:
+                part = parts.finish_part(account, region, data, previous, run_id, generated_at, params["history"])
             changed = write(module, stores, rel, dumps(part), "application/json") or changed
             written[rel] = part
 

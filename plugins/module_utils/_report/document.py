@@ -97,6 +97,14 @@ def _summary(view):
             for p in view["parts"]]
     out.append('<figure id="figure-severity"><figcaption>Findings by severity per account and region</figcaption>%s</figure>'
                % charts.stacked_hbar_chart("chart-severity", "Findings by severity per account and region", rows, SEVERITIES))
+    if view.get("failed_parts"):
+        out.append('<h3>Audit failed (findings shown are those of the last run that succeeded)</h3>'
+                   '<table id="failed-parts"><tr><th>Account</th><th>Region</th><th>Error</th><th>Findings from</th></tr>')
+        for item in view["failed_parts"]:
+            out.append('<tr data-pair-account="%s" data-pair-region="%s"><td>%s</td><td>%s</td><td class="tag">%s</td>'
+                       "<td>%s</td></tr>" % (e(item["account_id"]), e(item["region"]), e(item["account_id"]),
+                                             e(item["region"]), e(item["error"]), e(item.get("findings_from") or "never")))
+        out.append("</table>")
     if view["stale_parts"]:
         out.append('<h3>Not audited recently (left out above)</h3><table id="stale-parts"><tr><th>Account</th><th>Region</th>'
                    "<th>Last audited</th></tr>")
@@ -207,6 +215,10 @@ def _pair(part):
     resolved = {}
     for finding in part.get("resolved") or ():
         resolved.setdefault(finding.get("kind"), []).append(finding)
+    if part.get("error"):
+        out.append('<p class="failed">This run could not audit this account and region: <span class="tag">%s</span>. '
+                   "The findings below are those of the last run that succeeded (%s).</p>"
+                   % (e(part["error"]), e(part.get("findings_from") or "none")))
     out.append('<p class="counts">Audited %s. Instances %s, managed %s, unmanaged %d, stale %d, security group findings %d.%s</p>'
                % (e(part.get("generated_at")), e(counts.get("instances", "?")), e(counts.get("managed", "?")),
                   len(by_kind.get("unmanaged_instance", [])), len(by_kind.get("stale_node", [])),
@@ -227,12 +239,23 @@ def _pair(part):
                                                                      e(f.get("detail")))))
     out.append("<h3>Security group findings</h3>")
     out.append(_findings_table(
-        "findings", ["Severity", "Finding", "Group", "Name", "Detail"],
+        "findings", ["Severity", "Finding", "Group", "Name", "Detail", "Exposes"],
         [(f, f["key"] in new) for f in by_kind.get("security_group", [])], resolved.get("security_group", []),
-        lambda f: '<td>%s</td><td>%s</td><td>%s</td><td class="tag">%s</td><td class="tag">%s</td>'
-        % (e(f.get("severity")), e(f.get("title")), e(f.get("resource_id")), e(f.get("resource_name")), e(f.get("detail")))))
+        lambda f: '<td>%s</td><td>%s</td><td>%s</td><td class="tag">%s</td><td class="tag">%s</td><td>%s</td>'
+        % (e(f.get("severity")), e(f.get("title")), e(f.get("resource_id")), e(f.get("resource_name")), e(f.get("detail")),
+           e(_exposes(f)))))
     out.append("</section>")
     return "".join(out)
+
+
+def _exposes(finding):
+    """The instances a security group finding exposes, as text (a count when the list is cut)."""
+    instances = [str(i) for i in finding.get("instances") or ()]
+    count = finding.get("instance_count")
+    text = ", ".join(instances)
+    if isinstance(count, int) and count > len(instances):
+        text += " (+%d more)" % (count - len(instances)) if instances else "%d instances" % count
+    return text
 
 
 def render(view, title="Cloudefigo fleet audit", siem=None, cloudtrail=None):

@@ -25,6 +25,10 @@ RULE_TITLES = {
     "open_all_ports": "Every port open to the internet",
     "open_admin_port": "Administration or database port open to the internet",
     "cidr_not_allowed": "Ingress from a network outside the allow-list",
+    "open_egress": "Egress to the internet on every port",
+    "egress_cidr_not_allowed": "Egress to a network outside the allow-list",
+    "exposed_via_group": "Reachable from the internet through another security group",
+    "cannot_evaluate": "Rule whose sources cannot be read",
     "default_group_rules": "Default security group has rules",
     "unused_group": "Security group attached to nothing",
     "unmanaged_instance": "EC2 instance not managed by Chef",
@@ -99,8 +103,19 @@ def _sg_finding(account, region, item):
     cidr = _text(item.get("cidr"))
     # an explicit title wins (a caller's own checks), else the rule's readable title
     title = _text(item.get("title")) or readable_title(rule)
+    # ingress findings from a CIDR keep the key of 0.1.0 (so an upgrade shows no new finding);
+    # egress, prefix lists and group chains are told apart by what they add
+    key = "%s/%s/security_group/%s/%s/%s/%s" % (account, region, group_id, rule, ports, cidr)
+    if item.get("direction") == "egress":
+        key += "/egress"
+    if item.get("prefix_list_id"):
+        key += "/" + _text(item["prefix_list_id"])
+    via = [_text(group) for group in item.get("via_groups") or () if group]
+    if via:
+        key += "/via/" + ",".join(via)
+    instances = [_text(i) for i in item.get("instances") or () if i]
     return {
-        "key": _text(item.get("key")) or "%s/%s/security_group/%s/%s/%s/%s" % (account, region, group_id, rule, ports, cidr),
+        "key": _text(item.get("key")) or key,
         "kind": "security_group",
         "rule": rule,
         "severity": _severity(item.get("severity")),
@@ -111,6 +126,8 @@ def _sg_finding(account, region, item):
         "vpc_id": _text(item.get("vpc_id")),
         "ports": ports,
         "cidr": cidr,
+        "instances": instances,
+        "instance_count": item.get("instance_count") if isinstance(item.get("instance_count"), int) else len(instances),
     }
 
 
@@ -204,6 +221,10 @@ def baseline(previous, run_id):
     if not is_part(previous):
         return None
     if previous.get("run_id") != run_id:
+        if previous.get("error"):
+            # a failed run carried the findings of the last run that succeeded: compare with that run
+            base = previous.get("baseline") if isinstance(previous.get("baseline"), dict) else {}
+            return {"run_id": base.get("run_id"), "generated_at": base.get("generated_at"), "findings": previous["findings"]}
         return {"run_id": previous.get("run_id"), "generated_at": previous.get("generated_at"),
                 "findings": previous["findings"]}
     base = previous.get("baseline")
@@ -218,6 +239,40 @@ def baseline(previous, run_id):
 def history_entry(run_id, generated_at, findings):
     return {"run_id": run_id, "generated_at": generated_at, "severity": severity_counts(findings),
             "kinds": kind_counts(findings), "total": len(findings)}
+
+
+def failed_part(account_id, region, previous, run_id, generated_at, error):
+    """The part of a pair this run could not audit (e.g. its role could not be assumed).
+
+    Fail closed: the findings of the last run that succeeded are carried over (an audit that did
+    not run must not turn them into "resolved"), nothing is new, the trend gets no entry, and the
+    part says why and since when its findings date.
+    """
+    previous = previous if is_part(previous) else None
+    findings = list(previous["findings"]) if previous else []
+    if previous and previous.get("error"):
+        base = previous.get("baseline")
+        since = previous.get("findings_from")
+    elif previous:
+        base = {"run_id": previous.get("run_id"), "generated_at": previous.get("generated_at")}
+        since = previous.get("generated_at")
+    else:
+        base, since = None, None
+    return {
+        "format": FORMAT,
+        "account_id": account_id,
+        "region": region,
+        "run_id": run_id,
+        "generated_at": generated_at,
+        "counts": (previous or {}).get("counts", {}),
+        "findings": findings,
+        "new": [],
+        "resolved": [],
+        "baseline": base if isinstance(base, dict) else None,
+        "history": list((previous or {}).get("history", [])),
+        "error": _text(error)[:2000] or "failed",
+        "findings_from": since,
+    }
 
 
 def finish_part(account_id, region, data, previous, run_id, generated_at, history_length=30):
@@ -268,8 +323,11 @@ def merge(parts, generated_at, history_length=30, stale_before=None):
     ``stale_before``: an ISO time; parts generated before it are left out of the totals and
     listed under ``stale_parts`` (a pair no longer audited, e.g. removed from the inventory).
     """
-    current, stale = [], []
+    current, stale, failed = [], [], []
     for part in sorted((p for p in parts if is_part(p)), key=lambda p: (p["account_id"], p["region"])):
+        if part.get("error"):
+            failed.append({"account_id": part["account_id"], "region": part["region"], "error": _text(part["error"]),
+                           "generated_at": part.get("generated_at"), "findings_from": part.get("findings_from")})
         if stale_before and _text(part.get("generated_at")) < stale_before:
             stale.append({"account_id": part["account_id"], "region": part["region"],
                           "generated_at": part.get("generated_at")})
@@ -310,8 +368,8 @@ def merge(parts, generated_at, history_length=30, stale_before=None):
             run["total"] += entry.get("total", 0) if isinstance(entry.get("total"), int) else 0
     trend = sorted(runs.values(), key=lambda r: (r["generated_at"], r["run_id"]))[-max(1, int(history_length)):]
     baselines = sorted(set(_text((p.get("baseline") or {}).get("generated_at")) for p in current) - set([""]))
-    return {"generated_at": generated_at, "parts": current, "stale_parts": stale, "totals": totals, "trend": trend,
-            "previous_runs": baselines}
+    return {"generated_at": generated_at, "parts": current, "stale_parts": stale, "failed_parts": failed, "totals": totals,
+            "trend": trend, "previous_runs": baselines}
 
 
 def summary(view):
@@ -330,4 +388,6 @@ def summary(view):
         "new": totals["new"],
         "resolved": totals["resolved"],
         "stale_parts": len(view["stale_parts"]),
+        "failed_parts": len(view.get("failed_parts") or ()),
+        "failed": ["%s/%s" % (item["account_id"], item["region"]) for item in view.get("failed_parts") or ()],
     }

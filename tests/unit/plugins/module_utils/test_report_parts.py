@@ -118,3 +118,49 @@ def test_merge_leaves_out_parts_nobody_refreshed():
 def test_part_key_cannot_leave_the_state_directory():
     assert parts.part_key("../../etc", "us-east-1/../x") == "state/_.._etc/us-east-1_.._x.json"
     assert parts.part_key("..", "..") == "state/_/_.json"
+
+
+def test_egress_prefix_list_and_chain_findings_get_their_own_keys():
+    base = {"region": "r", "group_id": "sg-1", "rule": "open_all_ports", "ports": "all", "cidr": "0.0.0.0/0",
+            "severity": "critical"}
+    items = [dict(base, direction="ingress"),
+             dict(base, direction="egress", rule="open_egress", severity="low"),
+             dict(base, direction="ingress", prefix_list_id="pl-1"),
+             dict(base, direction="ingress", rule="exposed_via_group", cidr=None, via_groups=["sg-a", "sg-b"],
+                  instances=["i-1"], instance_count=3)]
+    built = parts.build_parts("1", security_groups={"findings": items})
+    keys = [f["key"] for f in built[("1", "r")]["findings"]]
+    assert len(set(keys)) == 4
+    # an ingress CIDR finding keeps the key 0.1.0 gave it: no false "new" after an upgrade
+    assert "1/r/security_group/sg-1/open_all_ports/all/0.0.0.0/0" in keys
+    chain = [f for f in built[("1", "r")]["findings"] if f["rule"] == "exposed_via_group"][0]
+    assert chain["key"].endswith("/via/sg-a,sg-b") and chain["instances"] == ["i-1"] and chain["instance_count"] == 3
+    assert chain["title"] == "Reachable from the internet through another security group"
+
+
+def test_a_failed_audit_keeps_the_last_findings_and_is_listed():
+    first = _run(None, "r1", _unmanaged("i-1"), _sg(("open_admin_port", "high")))
+    ok = first[(ACCOUNT, "us-east-1")]
+    failed = parts.failed_part(ACCOUNT, "us-east-1", ok, "r2", "r2", "AccessDenied: not authorized to assume role")
+    # an audit that did not run resolves nothing and finds nothing new
+    assert failed["findings"] == ok["findings"] and failed["new"] == [] and failed["resolved"] == []
+    assert failed["findings_from"] == "r1" and failed["baseline"] == {"run_id": "r1", "generated_at": "r1"}
+    assert [h["run_id"] for h in failed["history"]] == ["r1"]
+    assert parts.is_part(failed)
+    # failing again keeps dating the findings from the last success
+    again = parts.failed_part(ACCOUNT, "us-east-1", failed, "r3", "r3", "AccessDenied")
+    assert again["findings_from"] == "r1" and again["baseline"]["run_id"] == "r1"
+    # the next run that succeeds compares with the last success, not with the failed run
+    third = _run({(ACCOUNT, "us-east-1"): again}, "r4", _unmanaged("i-2"), _sg(("open_admin_port", "high")))[(ACCOUNT, "us-east-1")]
+    assert third["baseline"]["run_id"] == "r1" and "error" not in third
+    assert third["new"] == ["%s/us-east-1/unmanaged_instance/i-2" % ACCOUNT]
+    assert [f["resource_id"] for f in third["resolved"]] == ["i-1"]
+    # the merged view and the summary name the failed pair; a first run that fails has no findings
+    never = parts.failed_part("222222222222", "eu-west-1", None, "r2", "r2", "AccessDenied")
+    view = parts.merge([failed, never, ok], "r2")
+    summary = parts.summary(view)
+    assert summary["failed_parts"] == 2 and summary["failed"] == ["%s/us-east-1" % ACCOUNT, "222222222222/eu-west-1"]
+    assert view["failed_parts"][0]["error"] == "AccessDenied: not authorized to assume role"
+    # the failed pair's carried findings still count (fail closed), the never-audited pair adds none
+    assert summary["findings"] == 2 * len(ok["findings"])
+    assert never["findings"] == [] and never["findings_from"] is None

@@ -99,3 +99,18 @@ def test_severity_order_and_counts():
         "critical": 0, "high": 0, "medium": 0, "low": 2}
     assert rules.default_group_findings(0, 0) == []
     assert rules.default_group_findings(1, 1)[0]["rule"] == "default_group_rules"
+
+
+def test_exposure_paths_are_the_shortest_chains():
+    admitted = {"b": {"a"}, "c": {"b", "x"}, "d": {"c", "a"}, "e": {"e"}, "x": set()}
+    paths = rules.exposure_paths(["a"], admitted)
+    assert paths == {"a": [], "b": ["a"], "c": ["a", "b"], "d": ["a"]}
+    # a self reference or a cycle away from the internet reaches nothing
+    assert rules.exposure_paths([], {"a": {"b"}, "b": {"a"}}) == {}
+
+
+def test_reference_finding_severity():
+    policy = rules.Policy(admin_ports=[22])
+    assert rules.reference_finding(rules.port_span("tcp", 22, 22), ["a"], policy)[0]["severity"] == "medium"
+    assert rules.reference_finding(rules.port_span("-1", None, None), ["a"], policy)[0]["severity"] == "medium"
+    assert rules.reference_finding(rules.port_span("tcp", 443, 443), ["a", "b"], policy)[0]["severity"] == "low"
