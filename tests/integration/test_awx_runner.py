@@ -33,7 +33,7 @@ import pytest
 import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from _lab import ROOT, fresh_database
+from _lab import ROOT, fresh_database, s3_gateway_endpoint
 
 BIN = os.path.join(ROOT, ".venv", "bin")
 AWX = os.path.join(ROOT, "awx")
@@ -262,6 +262,8 @@ def test_secure_launch_job_fails_closed_when_the_scan_fails(lab, aws, ee_collect
     name = "awx-%s" % uuid.uuid4().hex[:8]
     target = "target-%s" % name
     _nessus_switch(lab, target, {"outcome": "aborted"})
+    # what the AWS account has: an S3 gateway endpoint in the instances' VPC (the launch checks it)
+    s3_gateway_endpoint(aws.client("ec2"))
     # the instance is not configured here (no VM): its Chef node exists already, as the fault matrix does
     _chef(lab).request("POST", "/nodes", data={
         "name": name, "json_class": "Chef::Node", "chef_type": "node", "chef_environment": "_default",
@@ -279,8 +281,8 @@ def test_secure_launch_job_fails_closed_when_the_scan_fails(lab, aws, ee_collect
         # as playbooks/vars/secure_launch.example.yml documents them
         template_vars = {
             "secure_launch_key_bucket": KEY_BUCKET,
-            # moto is plain HTTP
-            "secure_launch_key_deny_insecure_transport": False,
+            # moto cannot evaluate the conditioned Deny statements (the lab switch)
+            "secure_launch_omit_conditioned_denies": True,
             "secure_launch_report_dir": str(tmp_path / "reports"),
             "secure_launch_configure_instance": False,
             "secure_launch_chef_require_converged": False,
@@ -317,7 +319,8 @@ def test_secure_launch_job_fails_closed_when_the_scan_fails(lab, aws, ee_collect
     assert tags["SecurityReason"].startswith("Scan the instance with Nessus"), tags
     # the survey's answers reached the launch
     assert instance["InstanceType"] == "t3.micro"
-    assert {group["GroupName"] for group in instance["SecurityGroups"]} == {"cloudefigo-remediation"}
+    # contained: the isolation group only (no rule in or out)
+    assert {group["GroupName"] for group in instance["SecurityGroups"]} == {"cloudefigo-isolation"}
     # the credentials' secrets stay out of the job's output
     for secret in job.secrets:
         for line in secret.strip().splitlines()[1:2] or [secret]:

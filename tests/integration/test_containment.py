@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from _lab import ROOT, moto_post, secure_launch_lab_vars
+from _lab import ROOT, moto_post, s3_gateway_endpoint, secure_launch_lab_vars
 
 PLAYBOOK = os.path.join(ROOT, "playbooks", "secure_launch.yml")
 CONVERGE_TASKS = os.path.join(ROOT, "playbooks", "tasks", "lab_chef_converge.yml")
@@ -63,19 +63,21 @@ def failed_launch(lab, aws, playbook, tmp_path):
     hook = tmp_path / "hook.yml"
     hook.write_text(HOOK)
     _nessus_switch(lab, name, {"report": "dojo_nessus_with_cvssv3.nessus"})
+    # the launch checks that the VPC reaches S3 through a gateway endpoint
+    s3_gateway_endpoint(aws.client("ec2"))
 
     def _run(hook_path=str(hook)):
         extra = dict(secure_launch_lab_vars(lab), **{
             "secure_launch_id": "launch-%s" % name,
             "secure_launch_image_id": "ami-1e749f67",
             "secure_launch_key_bucket": KEY_BUCKET,
-            "secure_launch_key_deny_insecure_transport": False,
+            "secure_launch_omit_conditioned_denies": True,
             "secure_launch_report_dir": str(tmp_path),
             "secure_launch_configure_instance": False,
             "secure_launch_hook_configured": hook_path,
             "secure_launch_nessus_poll_interval": 1,
             "secure_launch_nessus_fail_on": "critical",
-            "secure_launch_bootstrap_objects": ["%s/bootstrap/package.deb" % KEY_BUCKET],
+            "secure_launch_bootstrap_objects": ["%s-boot/package.deb" % KEY_BUCKET],
             "secure_launch_instances": [{"name": name, "scan_targets": [name]}],
         })
         result = playbook(PLAYBOOK, extra_vars=extra, json_output=False)
@@ -135,7 +137,11 @@ def test_failed_launch_is_isolated_and_cut_off_chef(lab, aws, failed_launch):
                 actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
                 resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
                 allowed.update((a, r) for a in actions for r in resources)
-    assert allowed == {("s3:GetObject", "arn:aws:s3:::%s/volumes/%s.key" % (KEY_BUCKET, name))}, allowed
+    # its own key and, the key being SSE-KMS, kms:Decrypt of that KMS key (through S3 only)
+    own_key = ("s3:GetObject", "arn:aws:s3:::%s/volumes/%s.key" % (KEY_BUCKET, name))
+    assert own_key in allowed, allowed
+    assert all(pair == own_key or pair[0] == "kms:Decrypt" and pair[1].startswith("arn:aws:kms:")
+               for pair in allowed), allowed
 
 
 def test_containment_leaves_a_node_of_another_instance_alone(lab, aws, failed_launch, tmp_path):
