@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, os.path.join(ROOT, ".cache", "collections"))
 
-from _lab import ansible_env, lab_env, moto_reset, secure_launch_lab_vars  # noqa: E402  pylint: disable=wrong-import-position
+from _lab import AWS, ansible_env, lab_env, moto_reset, s3_gateway_endpoint, secure_launch_lab_vars  # noqa: E402  pylint: disable=wrong-import-position
 
 SCAN_SECONDS = float(os.environ.get("BENCH_SCAN_SECONDS", "60"))
 
@@ -51,10 +51,11 @@ def launch(lab, size, workdir):
     names = ["bench-%s-%02d" % (tag, i) for i in range(size)]
     chef_nodes(lab, names)
     nessus_switch(lab, names)
+    s3_gateway_endpoint(AWS(lab).client("ec2"))
     extra = dict(secure_launch_lab_vars(lab), **{
         "secure_launch_image_id": "ami-1e749f67",
         "secure_launch_key_bucket": "bench-batch-keys",
-        "secure_launch_key_deny_insecure_transport": False,
+        "secure_launch_omit_conditioned_denies": True,
         "secure_launch_report_dir": workdir,
         "secure_launch_configure_instance": False,
         "secure_launch_chef_require_converged": False,

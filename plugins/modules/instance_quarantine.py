@@ -50,7 +50,11 @@ options:
     default: quarantined
   isolation_group_name:
     description:
-      - Name of the isolation security group in the instance's VPC.
+      - Name of the isolation security group in the instance's VPC. Created when missing, tagged
+        C(cloudefigo:purpose=isolation), and kept without any rule.
+      - An existing group of that name must carry that tag (or be a group this collection's 0.1.0
+        created, with the tag C(Purpose=quarantine) and its description); any other group is refused
+        before anything changes, because quarantine removes every rule of the group.
     type: str
     default: cloudefigo-isolation
   case_id:
@@ -239,6 +243,17 @@ from ansible_collections.cloudefigo.core.plugins.module_utils._quarantine import
 
 STATUS_TAG = "SecurityStatus"
 CASE_TAG = "QuarantineCaseId"
+ISOLATION_PURPOSE = "isolation"
+ISOLATION_DESCRIPTION = "Quarantine: no inbound, no outbound traffic (cloudefigo.core)"
+
+
+def owned_isolation_group(group):
+    """Whether this collection created the security group as an isolation group (its rules may go)."""
+    tags = tag_dict(group.get("Tags"))
+    if tags.get("cloudefigo:purpose") == ISOLATION_PURPOSE:
+        return True
+    # made by 0.1.0: no cloudefigo:purpose tag yet
+    return tags.get("Purpose") == "quarantine" and group.get("Description") == ISOLATION_DESCRIPTION
 
 
 class Quarantine(object):
@@ -332,8 +347,8 @@ class Quarantine(object):
 
     # --- isolation group ---
 
-    def isolation_group(self):
-        """The isolation group id (created, and emptied of rules, if needed); None in check mode."""
+    def existing_isolation_group(self):
+        """The isolation group of that name in the instance's VPC, or None; refused when not the collection's."""
         name, vpc_id = self.params["isolation_group_name"], self.instance.get("VpcId")
         if not vpc_id:
             self.module.fail_json(msg="instance %s is not in a VPC; quarantine needs one" % self.params["instance_id"])
@@ -343,21 +358,33 @@ class Quarantine(object):
                 aws_retry=True)["SecurityGroups"]
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             self.fail(exc, "Could not look up security group %s in %s" % (name, vpc_id))
-        if groups:
-            group = groups[0]
-        elif self.act("create isolation group %s in %s" % (name, vpc_id)):
+        if groups and not owned_isolation_group(groups[0]):
+            self.module.fail_json(
+                msg="security group %s (%s) in %s was not created by cloudefigo.core (tag cloudefigo:purpose=%s "
+                    "missing): quarantine would remove all its rules, refusing. Set isolation_group_name to a "
+                    "group name of its own (it is created), or tag the group cloudefigo:purpose=%s if its "
+                    "rules may be removed." % (name, groups[0]["GroupId"], vpc_id, ISOLATION_PURPOSE,
+                                               ISOLATION_PURPOSE))
+        return groups[0] if groups else None
+
+    def isolation_group(self):
+        """The isolation group id (created, and emptied of rules, if needed); None in check mode."""
+        name, vpc_id = self.params["isolation_group_name"], self.instance.get("VpcId")
+        group = self.existing_isolation_group()
+        if group is None:
+            if not self.act("create isolation group %s in %s" % (name, vpc_id)):
+                return None
             try:
                 group_id = self.ec2.create_security_group(
                     GroupName=name, VpcId=vpc_id,
-                    Description="Quarantine: no inbound, no outbound traffic (cloudefigo.core)",
+                    Description=ISOLATION_DESCRIPTION,
                     TagSpecifications=[{"ResourceType": "security-group",
-                                        "Tags": boto3_tags({"Name": name, "Purpose": "quarantine"})}],
+                                        "Tags": boto3_tags({"Name": name, "Purpose": "quarantine",
+                                                            "cloudefigo:purpose": ISOLATION_PURPOSE})}],
                     aws_retry=True)["GroupId"]
                 group = self.ec2.describe_security_groups(GroupIds=[group_id], aws_retry=True)["SecurityGroups"][0]
             except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
                 self.fail(exc, "Could not create security group %s in %s" % (name, vpc_id))
-        else:
-            return None
         # a new group allows all egress; someone may have added rules to an old one
         for kind, call in (("IpPermissions", "revoke_security_group_ingress"),
                            ("IpPermissionsEgress", "revoke_security_group_egress")):
@@ -510,6 +537,8 @@ class Quarantine(object):
         if not self.instance.get("VpcId"):
             # checked before the record and the revocation: no half quarantine
             self.module.fail_json(msg="instance %s is not in a VPC; quarantine needs one" % instance_id)
+        # a group of that name that is not the collection's stops here, before the record and the revocation
+        self.existing_isolation_group()
         protection = self.termination_protection()
         roles = self.instance_roles()
         record = self.read_record()

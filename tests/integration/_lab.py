@@ -50,6 +50,20 @@ def secure_launch_lab_vars(lab):
     }
 
 
+def s3_gateway_endpoint(ec2, region="us-east-1"):
+    """Route moto's default VPC to S3 through a gateway endpoint (secure_launch.yml checks for one)."""
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    service = "com.amazonaws.%s.s3" % region
+    found = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                                                {"Name": "service-name", "Values": [service]}])["VpcEndpoints"]
+    if found:
+        return found[0]["VpcEndpointId"]
+    tables = [t["RouteTableId"] for t in ec2.describe_route_tables(
+        Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"]]
+    return ec2.create_vpc_endpoint(VpcId=vpc, ServiceName=service, VpcEndpointType="Gateway",
+                                   RouteTableIds=tables)["VpcEndpoint"]["VpcEndpointId"]
+
+
 class AWS:
     """boto3 clients against the lab's moto server."""
 

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from _lab import ROOT, moto_post, secure_launch_lab_vars
+from _lab import ROOT, moto_post, s3_gateway_endpoint, secure_launch_lab_vars
 
 PLAYBOOK = os.path.join(ROOT, "playbooks", "secure_launch.yml")
 KEY_BUCKET = "fault-matrix-keys"
@@ -45,6 +45,9 @@ def launch(lab, aws, playbook, tmp_path):
     name = "fault-%s" % uuid.uuid4().hex[:8]
     created_nodes = []
 
+    # before a test turns IAM enforcement on: the lab's own credentials are refused then
+    s3_gateway_endpoint(aws.client("ec2"))
+
     def _run(chef_node=True, spec=None, env=None, **overrides):
         if chef_node:
             _chef(lab).request("POST", "/nodes", data={
@@ -54,12 +57,12 @@ def launch(lab, aws, playbook, tmp_path):
         extra = dict(secure_launch_lab_vars(lab), **{
             "secure_launch_image_id": "ami-1e749f67",
             "secure_launch_key_bucket": KEY_BUCKET,
-            "secure_launch_key_deny_insecure_transport": False,
+            "secure_launch_omit_conditioned_denies": True,
             "secure_launch_report_dir": str(tmp_path),
             "secure_launch_configure_instance": False,
             "secure_launch_chef_require_converged": False,
             "secure_launch_nessus_poll_interval": 1,
-            "secure_launch_bootstrap_objects": ["%s/bootstrap/package.deb" % KEY_BUCKET],
+            "secure_launch_bootstrap_objects": ["%s-boot/package.deb" % KEY_BUCKET],
             "secure_launch_instances": [dict({"name": name, "scan_targets": [name]}, **(spec or {}))],
         })
         extra.update(overrides)
@@ -118,7 +121,11 @@ def _assert_contained(aws, name, result, summary, reason_start):
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             allowed.update((a, r) for a in actions for r in resources)
-    assert allowed == {("s3:GetObject", "arn:aws:s3:::%s/volumes/%s.key" % (KEY_BUCKET, name))}, allowed
+    # its own key and, when the key is SSE-KMS, kms:Decrypt of that KMS key (through S3 only)
+    own_key = ("s3:GetObject", "arn:aws:s3:::%s/volumes/%s.key" % (KEY_BUCKET, name))
+    assert own_key in allowed, allowed
+    assert all(pair == own_key or pair[0] == "kms:Decrypt" and pair[1].startswith("arn:aws:kms:")
+               for pair in allowed), allowed
 
 
 def test_nessus_scan_api_unavailable_412(lab, aws, launch):
@@ -192,3 +199,17 @@ def test_console_shows_no_host_keys(aws, launch, tmp_path):
     _assert_contained(aws, launch.name, result, summary, "Read the host keys from the console output")
     assert "No SSH host key block on the console" in result.stdout
     assert os.listdir(str(tmp_path / "known_hosts")) == []
+
+
+def test_role_not_bound_instance_never_gets_credentials(lab, aws, launch):
+    # the bound role cannot be written: the instance must never be given its profile (no credentials)
+    env = _enforce_with_deny(lab, aws, "iam:PutRolePolicy")
+    result, summary = launch(env=env)
+    # (the SecurityReason tag keeps a portable character set: no comma)
+    _assert_contained(aws, launch.name, result, summary, "Create the instance role bound to the instance")
+    ec2 = aws.client("ec2")
+    instance = [i for r in ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [launch.name]}])["Reservations"]
+                for i in r["Instances"]][0]
+    assert "IamInstanceProfile" not in instance, instance["IamInstanceProfile"]
+    assert ec2.describe_iam_instance_profile_associations(
+        Filters=[{"Name": "instance-id", "Values": [instance["InstanceId"]]}])["IamInstanceProfileAssociations"] == []

@@ -22,7 +22,7 @@ import uuid
 import psycopg2
 import pytest
 
-from _lab import AWS, ROOT, fresh_database, moto_reset, run_playbook, secure_launch_lab_vars
+from _lab import AWS, ROOT, fresh_database, moto_post, moto_reset, run_playbook, s3_gateway_endpoint, secure_launch_lab_vars
 
 SECURE_LAUNCH = os.path.join(ROOT, "playbooks", "secure_launch.yml")
 TERMINATE = os.path.join(ROOT, "playbooks", "terminate.yml")
@@ -45,6 +45,8 @@ HOOK = """---
 - name: Register the Chef node and its API client
   cloudefigo.core.chef_node:
     name: "{{ secure_launch_name }}"
+    instance_id: "{{ secure_launch_instance_id }}"
+    launch_id: "{{ secure_launch_launch_id }}"
     run_list: "{{ secure_launch_spec.chef_run_list }}"
   delegate_to: localhost
   no_log: true
@@ -132,18 +134,19 @@ class Batch:
             "secure_launch_id": self.launch_id,
             "secure_launch_image_id": "ami-1e749f67",
             "secure_launch_key_bucket": KEY_BUCKET,
-            "secure_launch_key_deny_insecure_transport": False,
+            "secure_launch_omit_conditioned_denies": True,
             "secure_launch_report_dir": self.workdir,
             "secure_launch_configure_instance": False,
             "secure_launch_hook_configured": self.hook,
             "secure_launch_nessus_poll_interval": 1,
-            "secure_launch_bootstrap_objects": ["%s/bootstrap/package.deb" % KEY_BUCKET],
+            "secure_launch_bootstrap_objects": ["%s-boot/package.deb" % KEY_BUCKET],
             "secure_launch_instances": [
                 {"name": name, "scan_targets": [name], "chef_run_list": ["recipe[base]"], "tags": {"Owner": "happy"}}
                 for name in self.names],
         })
 
     def launch(self):
+        s3_gateway_endpoint(self.aws.client("ec2"))
         result = run_playbook(self.lab, SECURE_LAUNCH, extra_vars=self.launch_vars(), args=["-f", "4"])
         path = os.path.join(self.workdir, "secure-launch-%s.json" % self.launch_id)
         assert os.path.exists(path), "no batch summary written:\n" + _output(result)
@@ -181,6 +184,31 @@ def batch(lab, tmp_path_factory):
         except Exception:  # pylint: disable=broad-except
             pass
     moto_reset(lab)
+
+
+def _instance_arn(instance):
+    return "arn:aws:ec2:us-east-1:123456789012:instance/%s" % instance["InstanceId"]
+
+
+def _allowed(iam, role, instance):
+    """(action, resource) pairs the role's inline policies allow; each Allow must be bound to the instance."""
+    allowed = set()
+    for policy in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        for statement in iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]["Statement"]:
+            if statement["Effect"] != "Allow":
+                continue
+            assert statement["Condition"]["ArnEquals"]["ec2:SourceInstanceARN"] == _instance_arn(instance), statement
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            allowed.update((a, r) for a in actions for r in resources)
+    return allowed
+
+
+def _key_kms_arn(s3, key):
+    """The KMS key the volume key object is encrypted with (SSE-KMS, the bucket's dedicated key)."""
+    head = s3.head_object(Bucket=KEY_BUCKET, Key=key)
+    assert head["ServerSideEncryption"] == "aws:kms", head
+    return head["SSEKMSKeyId"]
 
 
 def _assert_in_production(lab, batch, result, summary):
@@ -225,16 +253,9 @@ def _assert_in_production(lab, batch, result, summary):
         assert [r["RoleName"] for r in profile["Roles"]] == ["cloudefigo-" + name]
         role = profile["Roles"][0]["RoleName"]
         assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
-        statements = []
-        for policy in iam.list_role_policies(RoleName=role)["PolicyNames"]:
-            statements += iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]["Statement"]
-        assert len(statements) == 1, statements
-        statement = statements[0]
-        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-        assert statement["Effect"] == "Allow"
-        assert actions == ["s3:GetObject"], statement
-        assert resources == ["arn:aws:s3:::%s/%s" % (KEY_BUCKET, batch.key_object(name))], statement
+        assert _allowed(iam, role, instance) == {
+            ("s3:GetObject", "arn:aws:s3:::%s/%s" % (KEY_BUCKET, batch.key_object(name))),
+            ("kms:Decrypt", _key_kms_arn(s3, batch.key_object(name)))}
 
         # the volume key: one version in S3, never in the playbook's output
         head = s3.head_object(Bucket=KEY_BUCKET, Key=batch.key_object(name))
@@ -506,3 +527,272 @@ def test_audit_reports_quarantines_and_loads_cloudtrail(lab, aws, playbook, siem
     west_table = report.split('data-region="eu-west-1"', 1)[1].split("</section>", 1)[0]
     assert unmanaged_id in west_table
     assert open_ssh in report
+
+
+# --- settings: role defaults rank lowest (issue 12 §2) ----------------------------------------------
+
+def _launch_one(lab, workdir, names, launch_id=None, inventory=None, env=None, **overrides):
+    """One secure launch of `names` (a name or a list) as the batch does it; returns the playbook result."""
+    hook = os.path.join(str(workdir), "hook_configured.yml")
+    with open(hook, "w") as handle:
+        handle.write(HOOK)
+    names = [names] if isinstance(names, str) else names
+    extra = dict(secure_launch_lab_vars(lab), **{
+        "secure_launch_image_id": "ami-1e749f67",
+        "secure_launch_key_bucket": KEY_BUCKET,
+        "secure_launch_omit_conditioned_denies": True,
+        "secure_launch_report_dir": str(workdir),
+        "secure_launch_configure_instance": False,
+        "secure_launch_hook_configured": hook,
+        "secure_launch_nessus_poll_interval": 1,
+        "secure_launch_instances": [{"name": name, "scan_targets": [name], "chef_run_list": ["recipe[base]"]}
+                                    for name in names],
+    })
+    if launch_id:
+        extra["secure_launch_id"] = launch_id
+    extra.update(overrides)
+    s3_gateway_endpoint(AWS(lab).client("ec2"))
+    return run_playbook(lab, SECURE_LAUNCH, extra_vars=extra, inventory=inventory, env=env)
+
+
+@pytest.fixture
+def chef_cleanup(lab):
+    """Names whose Chef node and client are deleted after the test."""
+    names = []
+    yield names
+    for name in names:
+        for kind in ("nodes", "clients"):
+            try:
+                _chef(lab).request("DELETE", "/%s/%s" % (kind, name), missing_ok=True)
+            except Exception:  # pylint: disable=broad-except
+                pass
+
+
+def test_inventory_and_group_vars_override_the_defaults(lab, aws, tmp_path, chef_cleanup):
+    """Values from the inventory reach both the controller's plays and the hosts made by add_host."""
+    if "LAB_NESSUS_URL" not in lab:
+        pytest.skip("needs the Nessus simulator")
+    name = "settings-%s" % uuid.uuid4().hex[:6]
+    chef_cleanup.append(name)
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars").mkdir(parents=True)
+    # a host var of the controller, a var of the controller's group, and one for every host
+    (inventory / "hosts.ini").write_text(
+        "[controllers]\nlocalhost ansible_connection=local secure_launch_production_group=team-production\n")
+    (inventory / "group_vars" / "controllers.yml").write_text("secure_launch_role_prefix: team-\n")
+    (inventory / "group_vars" / "all.yml").write_text("secure_launch_key_prefix: team-keys/\n")
+
+    result = _launch_one(lab, tmp_path, name, inventory=str(inventory))
+    assert result.rc == 0, _output(result)
+
+    ec2, iam, s3 = aws.client("ec2"), aws.client("iam"), aws.client("s3")
+    instance = _instances(ec2, **{"tag:Name": [name], "instance-state-name": ["running"]})
+    assert len(instance) == 1, instance
+    instance = instance[0]
+    # the host var: the production group the instance ended in (default cloudefigo-production)
+    assert [g["GroupName"] for g in instance["SecurityGroups"]] == ["team-production"]
+    assert ec2.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": [PRODUCTION_GROUP]}])["SecurityGroups"] == []
+    # the controllers' group var, used on the batch host: the role and profile names (default cloudefigo-)
+    assert instance["IamInstanceProfile"]["Arn"].rsplit("/", 1)[1] == "team-" + name
+    iam.get_role(RoleName="team-" + name)
+    with pytest.raises(iam.exceptions.NoSuchEntityException):
+        iam.get_role(RoleName="cloudefigo-" + name)
+    # group_vars/all: the key object's prefix (default volumes/)
+    assert s3.head_object(Bucket=KEY_BUCKET, Key="team-keys/%s.key" % name)["ContentLength"] >= 32
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket=KEY_BUCKET).get("Contents", [])]
+    assert "volumes/%s.key" % name not in listed, listed
+
+
+def _foreign_group(ec2, name):
+    """A security group of someone else (no cloudefigo tag), with one ingress and one egress rule."""
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    group = ec2.create_security_group(GroupName=name, Description="the web team's own group", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[{
+        "IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080, "IpRanges": [{"CidrIp": "192.0.2.0/24"}]}])
+    return group
+
+
+def _rules(ec2, group):
+    found = ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]
+    return found["IpPermissions"], found["IpPermissionsEgress"]
+
+
+@pytest.mark.parametrize("setting", ["secure_launch_production_group", "secure_launch_isolation_group"])
+def test_launch_refuses_to_purge_a_group_it_did_not_create(lab, aws, tmp_path, setting):
+    if "LAB_NESSUS_URL" not in lab:
+        pytest.skip("needs the Nessus simulator")
+    ec2 = aws.client("ec2")
+    group = _foreign_group(ec2, "web-team")
+    before = _rules(ec2, group)
+    name = "foreign-%s" % uuid.uuid4().hex[:6]
+
+    result = _launch_one(lab, tmp_path, name, **{setting: "web-team"})
+    assert result.rc != 0, _output(result)
+    assert "web-team (%s)" % group in result.stdout and "was not created by cloudefigo.core" in result.stdout, \
+        _output(result)
+    assert "Set %s to a group name of its own" % setting in result.stdout, _output(result)
+    assert _rules(ec2, group) == before
+    # stopped before anything was created
+    assert _instances(ec2, **{"tag:Name": [name]}) == []
+    assert aws.client("iam").list_roles()["Roles"] == []
+
+
+def test_quarantine_refuses_to_empty_an_isolation_group_it_did_not_create(lab, aws, playbook, tmp_path):
+    ec2 = aws.client("ec2")
+    group = _foreign_group(ec2, "web-team")
+    before = _rules(ec2, group)
+    unmanaged = ec2.run_instances(ImageId="ami-1e749f67", MinCount=1, MaxCount=1,
+                                  InstanceType="t3.small")["Instances"][0]["InstanceId"]
+    groups_before = _instances(ec2, **{"instance-id": [unmanaged]})[0]["SecurityGroups"]
+
+    result = playbook(AUDIT, extra_vars=dict(secure_launch_lab_vars(lab), **{
+        "audit_regions": ["us-east-1"],
+        "audit_quarantine": True,
+        "audit_quarantine_grace_seconds": 0,
+        "audit_quarantine_case_id": "case-foreign",
+        "audit_isolation_group_name": "web-team",
+        "audit_evidence_bucket": "foreign-evidence",
+        "audit_report_dir": str(tmp_path / "audit"),
+    }))
+    assert result.rc != 0, _output(result)
+    assert "was not created by cloudefigo.core" in result.stdout, _output(result)
+    assert _rules(ec2, group) == before
+    instance = _instances(ec2, **{"instance-id": [unmanaged]})[0]
+    assert instance["SecurityGroups"] == groups_before
+    assert "SecurityStatus" not in _tags(instance)
+
+
+# --- one launch owns its role, profile, key and Chef node (issue 10 §1) -----------------------------
+
+def _owned_state(aws, lab, name):
+    """Everything of `name` a second launch must not touch: key (versions, bytes, tags), role, profile, node."""
+    iam, s3 = aws.client("iam"), aws.client("s3")
+    role = "cloudefigo-" + name
+    key = "volumes/%s.key" % name
+    head = s3.head_object(Bucket=KEY_BUCKET, Key=key)
+    return {
+        "key_versions": _key_versions(s3, key),
+        "key_version": head["VersionId"],
+        "key_bytes": s3.get_object(Bucket=KEY_BUCKET, Key=key)["Body"].read(),
+        "key_tags": s3.get_object_tagging(Bucket=KEY_BUCKET, Key=key)["TagSet"],
+        "role": iam.get_role(RoleName=role)["Role"],
+        "role_policies": {p: iam.get_role_policy(RoleName=role, PolicyName=p)["PolicyDocument"]
+                          for p in iam.list_role_policies(RoleName=role)["PolicyNames"]},
+        "role_attached": iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"],
+        "profile": iam.get_instance_profile(InstanceProfileName=role)["InstanceProfile"],
+        "node": _chef_get(lab, "/nodes/%s" % name),
+        "client": _chef_get(lab, "/clients/%s" % name),
+    }
+
+
+def test_second_launch_of_a_name_fails_closed(lab, aws, tmp_path, chef_cleanup):
+    if "LAB_NESSUS_URL" not in lab:
+        pytest.skip("needs the Nessus simulator")
+    name = "owned-%s" % uuid.uuid4().hex[:6]
+    chef_cleanup.append(name)
+    first_id, second_id = "first-%s" % uuid.uuid4().hex[:6], "second-%s" % uuid.uuid4().hex[:6]
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first = _launch_one(lab, tmp_path / "first", name, launch_id=first_id)
+    assert first.rc == 0, _output(first)
+    ec2 = aws.client("ec2")
+    owner = _instances(ec2, **{"tag:Name": [name]})
+    assert len(owner) == 1
+    owner_id = owner[0]["InstanceId"]
+    before = _owned_state(aws, lab, name)
+
+    second = _launch_one(lab, tmp_path / "second", name, launch_id=second_id)
+    assert second.rc != 0, _output(second)
+    assert "stopped before creating anything" in second.stdout, _output(second)
+    assert "belongs to launch %s, instance %s (running: still exists)" % (first_id, owner_id) in second.stdout, \
+        _output(second)
+
+    # nothing of the first launch changed, and nothing of the second was made
+    assert _owned_state(aws, lab, name) == before
+    assert [i["InstanceId"] for i in _instances(ec2, **{"tag:Name": [name]})] == [owner_id]
+    assert _instances(ec2, **{"tag:cloudefigo:launch-id": [second_id]}) == []
+
+    # the first instance's role still reads its key, with moto's IAM enforcement on
+    iam = aws.client("iam")
+    iam.create_user(UserName="lab-admin")
+    iam.put_user_policy(UserName="lab-admin", PolicyName="admin", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    admin = iam.create_access_key(UserName="lab-admin")["AccessKey"]
+    sts = aws.client("sts", aws_access_key_id=admin["AccessKeyId"], aws_secret_access_key=admin["SecretAccessKey"])
+    creds = sts.assume_role(RoleArn=before["role"]["Arn"], RoleSessionName=owner_id)["Credentials"]
+    instance_s3 = aws.client("s3", aws_access_key_id=creds["AccessKeyId"],
+                             aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
+    moto_post(lab, "/moto-api/reset-auth", b"0")
+    try:
+        body = instance_s3.get_object(Bucket=KEY_BUCKET, Key="volumes/%s.key" % name)["Body"].read()
+    finally:
+        moto_post(lab, "/moto-api/reset-auth", b"inf")
+    assert body == before["key_bytes"]
+
+
+# --- no unbound window (issue 10 §2) -------------------------------------------------------------------
+
+def _host_task_results(result, host):
+    """(task name, result) of `host` in the order the tasks ran."""
+    out = []
+    for play in (result.data or {}).get("plays", []):
+        for task in play["tasks"]:
+            if host in task["hosts"]:
+                out.append((task["task"]["name"], task["hosts"][host]))
+    return out
+
+
+def test_instance_gets_credentials_only_once_its_role_is_bound(lab, aws, tmp_path, chef_cleanup):
+    """The policy in force when the instance first has credentials (the profile association) is bound."""
+    if "LAB_NESSUS_URL" not in lab:
+        pytest.skip("needs the Nessus simulator")
+    name = "bound-%s" % uuid.uuid4().hex[:6]
+    chef_cleanup.append(name)
+    result = _launch_one(lab, tmp_path, name)
+    assert result.rc == 0, _output(result)
+    ec2, iam, s3 = aws.client("ec2"), aws.client("iam"), aws.client("s3")
+    instance = _instances(ec2, **{"tag:Name": [name]})[0]
+    arn = _instance_arn(instance)
+
+    steps = _host_task_results(result, name)
+    names = [step for step, _outcome in steps]
+    launched = names.index("Launch the instance in the remediation group, without an instance profile")
+    associated = names.index("Give the instance its profile (its first credentials)")
+    # the instance was started without a profile: no credentials at all
+    launch = steps[launched][1]
+    assert launch["invocation"]["module_args"]["iam_instance_profile"] is None, launch["invocation"]
+    assert "iam_instance_profile" not in launch["instances"][0], launch["instances"][0]
+    # before the association: the key, then the role written bound to this instance
+    between = names[launched:associated]
+    assert between.index("Create the volume key of the instance") < between.index(
+        "Create the instance role, bound to the instance")
+    role_steps = [outcome for step, outcome in steps[:associated] if step == "Create the instance role, bound to the instance"]
+    assert len(role_steps) == 1
+    in_force = role_steps[0]["policy"]
+    allows = [st for st in in_force["Statement"] if st["Effect"] == "Allow"]
+    assert allows, in_force
+    for statement in allows:
+        assert statement["Condition"]["ArnEquals"]["ec2:SourceInstanceARN"] == arn, statement
+    resources = {r for st in allows for r in (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]])}
+    assert "arn:aws:s3:::%s/volumes/%s.key" % (KEY_BUCKET, name) in resources
+    assert _key_kms_arn(s3, "volumes/%s.key" % name) in resources
+    # the association task gave the instance the profile of that role, and it is the one in moto
+    assert steps[associated][1]["changed"] is True
+    associations = ec2.describe_iam_instance_profile_associations(
+        Filters=[{"Name": "instance-id", "Values": [instance["InstanceId"]]}])["IamInstanceProfileAssociations"]
+    assert len(associations) == 1, associations
+    profile = iam.get_instance_profile(InstanceProfileName="cloudefigo-" + name)["InstanceProfile"]
+    assert associations[0]["IamInstanceProfile"]["Arn"] == profile["Arn"]
+    assert [r["RoleName"] for r in profile["Roles"]] == ["cloudefigo-" + name]
+    # and nothing after the association ever widened the role: its policy now is bound too
+    assert _allowed(iam, "cloudefigo-" + name, instance) <= _statement_pairs(allows)
+
+
+def _statement_pairs(statements):
+    pairs = set()
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        pairs.update((a, r) for a in actions for r in resources)
+    return pairs
