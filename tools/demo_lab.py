@@ -137,13 +137,12 @@ def summary(launch_rc):
         tags, groups = _describe(live[0]) if live else ({}, "?")
         statuses[item["name"]] = item["status"]
         print("demo:   %-11s %-20s %-11s groups: %s" % (item["name"], item["instance_id"] or "-", item["status"].upper(), groups))
-        print("demo:       scan %s; role %s; %s" % (item["scan_verdict"], item["role_stage"],
-                                                   "passed" if item["status"] == "production"
-                                                   else "reason: " + tags.get("SecurityReason", item["reason"])[:110]))
+        outcome = "passed" if item["status"] == "production" else "reason: " + tags.get("SecurityReason", item["reason"])[:110]
+        print("demo:       scan %s; role %s; %s" % (item["scan_verdict"], item["role_stage"], outcome))
     if sorted(statuses.values()) != ["production", "remediation"]:
         problems.append("expected one instance in production and one contained, got %s" % statuses)
 
-    rogues = [i for i in _instances(ec2, Filters=[{"Name": "tag:Name", "Values": [ROGUE_NAME]}])]
+    rogues = _instances(ec2, Filters=[{"Name": "tag:Name", "Values": [ROGUE_NAME]}])
     for instance in rogues:
         tags, groups = _describe(instance)
         status = tags.get("SecurityStatus", "not quarantined")
