@@ -13,8 +13,10 @@ Contract (pinned by tests/integration/test_aws_proxy.py):
 - control endpoints (never forwarded, never recorded), under ``/_lab/proxy/``:
   ``GET health`` -> ``{"ok": true, "upstream": ...}``; ``GET requests`` -> ``{"requests": [...]}``
   (recorded since the last reset, oldest first); ``POST reset`` -> forgets them (the log file too).
-- a record: ``{"seq", "time", "method", "path", "query", "params", "headers", "service",
-  "body_bytes", "status", "answered_by"}``; ``headers`` has lower-case names; ``answered_by`` is
+- a record: ``{"seq", "time", "method", "path", "query", "params", "headers", "service", "action",
+  "body_bytes", "status", "answered_by"}``; ``action`` is the API operation when the request names
+  one (the Query API's ``Action`` from the query or a form body, else the JSON protocol's
+  ``x-amz-target``), else null (REST calls such as S3's: method + path say it); ``headers`` has lower-case names; ``answered_by`` is
   ``"moto"`` or the name of the behaviour that answered.
 - behaviours: ``BEHAVIOURS`` is a list of ``(name, function)``; each function takes the
   ``Request`` and returns a ``Response`` to answer without moto, or None to pass.  They run in
@@ -64,6 +66,23 @@ class Request:
         self.params = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
         self.headers = dict((k.lower(), v) for k, v in headers.items())
         self.body = body
+
+    @property
+    def action(self):
+        """The operation name only -- the rest of a form body (secrets, policies) is never kept."""
+        if self.params.get("Action"):
+            return self.params["Action"][0]
+        if self.body and self.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            try:
+                form = urllib.parse.parse_qs(self.body.decode("utf-8", "replace"))
+            except ValueError:
+                form = {}
+            if form.get("Action"):
+                return form["Action"][0][:128]
+        target = self.headers.get("x-amz-target", "")
+        if target:
+            return target.rsplit(".", 1)[-1][:128]
+        return None
 
     @property
     def service(self):
@@ -288,6 +307,7 @@ def make_handler(upstream, recorder, behaviours, consoles=None):
                 "params": request.params,
                 "headers": request.headers,
                 "service": request.service,
+                "action": request.action,
                 "body_bytes": len(request.body),
                 "status": response.status,
                 "answered_by": answered_by,
