@@ -144,6 +144,36 @@ def owner(tags):
     return {"instance_id": tags.get(TAG_INSTANCE_ID), "launch_id": tags.get(TAG_LAUNCH_ID)}
 
 
+def key_owner(tags):
+    """owner() plus the object's cloudefigo:instance-arn mark, or None when the object carries no marks."""
+    found = owner(tags)
+    if found is not None:
+        found["instance_arn"] = (tags or {}).get(TAG_INSTANCE_ARN)
+    return found
+
+
+def key_versions(pages, key):
+    """(versions, delete markers) of exactly `key` from ListObjectVersions pages (Prefix=key), in S3's order.
+
+    Objects whose keys merely start with `key` are left out.
+    """
+    versions, markers = [], []
+    for page in pages:
+        versions += [dict((k, v.get(k)) for k in ("Key", "VersionId", "IsLatest", "Size", "LastModified"))
+                     for v in page.get("Versions") or [] if v.get("Key") == key]
+        markers += [dict((k, m.get(k)) for k in ("Key", "VersionId", "IsLatest", "LastModified"))
+                    for m in page.get("DeleteMarkers") or [] if m.get("Key") == key]
+    return versions, markers
+
+
+def newest_version(versions):
+    """The version that says whose name this is: the current one, else (a delete marker on top) the newest older one."""
+    current = next((v for v in versions if v.get("IsLatest")), None)
+    if current is not None or not versions:
+        return current
+    return max(versions, key=lambda v: v.get("LastModified") or 0)
+
+
 def describe_owner(found):
     return "instance %s, launch %s" % (found.get("instance_id") or "(none)", found.get("launch_id") or "(none)")
 

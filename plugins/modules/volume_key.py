@@ -621,11 +621,7 @@ class VolumeKey:
         versions, markers = [], []
         try:
             pages = self.s3.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=self.key, ExpectedBucketOwner=self.owner)
-            for page in pages:
-                versions += [dict((k, v.get(k)) for k in ("Key", "VersionId", "IsLatest", "Size", "LastModified"))
-                             for v in page.get("Versions", []) if v["Key"] == self.key]
-                markers += [dict((k, m.get(k)) for k in ("Key", "VersionId", "IsLatest", "LastModified"))
-                            for m in page.get("DeleteMarkers", []) if m["Key"] == self.key]
+            versions, markers = custody.key_versions(pages, self.key)
         except is_boto3_error_code("NoSuchBucket"):
             if missing_bucket_ok:
                 return [], []
@@ -699,7 +695,7 @@ class VolumeKey:
             decision = self.decide(tags, self.params["launch_id"], "key %s" % self.where)
         elif versions:
             # no current version (a delete marker on top): the newest old version says whose name this is
-            newest = max(versions, key=lambda v: v.get("LastModified") or 0)
+            newest = custody.newest_version(versions)
             decision = self.decide(self.version_tags(newest["VersionId"]), self.params["launch_id"],
                                    "the older versions of %s (no current version)" % self.where)
         before = {"bucket": bucket_before, "key": _key_view(current, tags)}

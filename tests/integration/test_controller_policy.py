@@ -50,18 +50,10 @@ KEY_BUCKET = "ctl-policy-keys"
 REPORT_BUCKET = "ctl-policy-reports"
 EVIDENCE_BUCKET = "ctl-policy-evidence"
 TRAIL_BUCKET = "ctl-policy-trail"
-KEY_OBJECTS = "arn:aws:s3:::%s/volumes/*" % KEY_BUCKET
 
-# The playbooks read the key object's metadata with amazon.aws.s3_object_info (HeadObject, which IAM
-# authorises as s3:GetObject) in terminate and in secure_launch's preflight (once the bucket exists). The controller's policy
-# does not grant s3:GetObject on the keys, and on AWS the key bucket's policy denies it to every
-# principal without ec2:SourceInstanceARN anyway (CloudefigoDenyKeyReadOutsideAnInstance, see
-# docs/key-custody.md): those reads fail on AWS whatever the identity policy says. Until the
-# playbooks read the marks with s3:ListBucketVersions + s3:GetObjectVersionTagging (as volume_key
-# does), the lab run adds this statement; test_key_object_head_is_the_one_gap shows the run fails
-# without it.
-LAB_ONLY_HEAD_KEY_OBJECTS = {"Sid": "LabOnlyHeadObjectOnVolumeKeys", "Effect": "Allow", "Action": "s3:GetObject",
-                             "Resource": KEY_OBJECTS}
+# The playbooks read a key object's marks with cloudefigo.core.volume_key_info (ListObjectVersions
+# + GetObjectTagging), never with HeadObject (s3:GetObject): the key bucket's policy denies that to
+# every principal without ec2:SourceInstanceARN, and the controller's policy does not grant it.
 
 # boto3 operation -> IAM action, where the name differs (S3) or no permission is needed
 S3_ACTIONS = {
@@ -341,8 +333,7 @@ def test_launch_audit_terminate_pass_under_the_policy(lab, launch, tmp_path):
                                TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "shadow-it"}]}],
                                )["Instances"][0]["InstanceId"]
 
-    env = controller_user(aws, moto_view(controller), moto_view(quarantine), {
-        "Version": "2012-10-17", "Statement": [LAB_ONLY_HEAD_KEY_OBJECTS]})
+    env = controller_user(aws, moto_view(controller), moto_view(quarantine))
     recorder = CallRecorder()
     try:
         # 1. secure_launch: promoted, with the controller's key only
@@ -424,39 +415,9 @@ def test_launch_audit_terminate_pass_under_the_policy(lab, launch, tmp_path):
 ])
 def test_launch_fails_without_a_needed_statement(lab, launch, tmp_path, sid, denied):
     controller, _quarantine = render(lab, str(tmp_path))
-    env = controller_user(launch.aws, moto_view(without(controller, sid)),
-                          {"Version": "2012-10-17", "Statement": [LAB_ONLY_HEAD_KEY_OBJECTS]})
+    env = controller_user(launch.aws, moto_view(without(controller, sid)))
     result = run_enforced(lab, SECURE_LAUNCH, launch.launch_vars(), env)
     assert result.rc != 0, _output(result)
     assert "NOT promoted" in result.stdout, _output(result)
     assert "not authorized to perform: %s" % denied in result.stdout + result.stderr, _output(result)
     assert not [i for i in launch.instances() if _tags(i).get("SecurityStatus") == "production"]
-
-
-def test_key_object_head_is_the_one_gap(lab, launch, tmp_path):
-    """The policy as rendered, without LAB_ONLY_HEAD_KEY_OBJECTS: terminate's HeadObject on the key is refused.
-
-    A first launch passes (the key bucket does not exist yet, so the preflight's lookup ends at
-    HeadBucket's 404); terminate then reads the existing key with HeadObject and is refused before
-    it destroys anything. This pins the one known gap (see LAB_ONLY_HEAD_KEY_OBJECTS): when the
-    playbooks stop reading key objects with HeadObject, this test fails; then drop
-    LAB_ONLY_HEAD_KEY_OBJECTS and this test.
-    """
-    controller, _quarantine = render(lab, str(tmp_path))
-    env = controller_user(launch.aws, moto_view(controller))
-    result = run_enforced(lab, SECURE_LAUNCH, launch.launch_vars(), env)
-    assert result.rc == 0, _output(result)
-    instance_id = launch.instances()[0]["InstanceId"]
-    recorder = CallRecorder()
-    try:
-        result = run_enforced(lab, TERMINATE, launch.terminate_vars(instance_id), env, recorder)
-    finally:
-        recorder.close()
-    assert result.rc != 0, _output(result)
-    refused = [(service, api) for service, api, status in recorder.calls if status == 403]
-    assert refused and set(refused) == {("S3", "HeadObject")}, recorder.calls
-    # refused before anything was destroyed: instance running, key, role and profile in place
-    assert launch.instances()[0]["State"]["Name"] == "running"
-    s3, iam = launch.aws.client("s3"), launch.aws.client("iam")
-    assert s3.list_object_versions(Bucket=KEY_BUCKET, Prefix="volumes/%s.key" % launch.name).get("Versions")
-    assert iam.get_role(RoleName="cloudefigo-" + launch.name)["Role"]["Path"] == "/cloudefigo/"

@@ -150,8 +150,11 @@ def test_key_lookup_error_stops_before_anything_is_destroyed(lab, victim):
     iam.put_user_policy(UserName=user, PolicyName="all-but-reading-keys", PolicyDocument=json.dumps({
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"},
-                      # moto matches S3 requests against Resource "*" only
-                      {"Effect": "Deny", "Action": ["s3:GetObject", "s3:GetObjectTagging"], "Resource": "*"}]}))
+                      # moto matches S3 requests against Resource "*" only. The key's marks are read with
+                      # GetObjectTagging of a version: s3:GetObjectVersionTagging on AWS, which moto
+                      # authorises as s3:GetObjectVersion (the versionId query parameter)
+                      {"Effect": "Deny", "Action": ["s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectVersion",
+                                                    "s3:GetObjectVersionTagging"], "Resource": "*"}]}))
     key = iam.create_access_key(UserName=user)["AccessKey"]
     moto_post(lab, "/moto-api/reset-auth", b"0")
     try:
