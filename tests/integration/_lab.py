@@ -2,6 +2,7 @@
 import contextlib
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -179,3 +180,20 @@ def run_aws_module(lab, name, **args):
     """run_module() with the lab's AWS connection options."""
     return run_module(name, dict({"endpoint_url": lab["LAB_AWS_ENDPOINT"], "access_key": "testing",
                                   "secret_key": "testing", "region": "us-east-1"}, **args))
+
+
+def chef_client(lab):
+    """A Chef API client of the lab's goiardi, as its admin user."""
+    from ansible_collections.cloudefigo.core.plugins.module_utils._chef import ChefClient
+    with open(lab["LAB_CHEF_KEY"], "rb") as handle:
+        return ChefClient(lab["LAB_CHEF_URL"], lab["LAB_CHEF_USER"], handle.read())
+
+
+def nessus_switch(lab, target, behaviour):
+    ctx = ssl.create_default_context(cafile=lab["LAB_NESSUS_CA"])
+    req = urllib.request.Request(lab["LAB_NESSUS_URL"] + "/_sim/config",
+                                 data=json.dumps({"targets": {target: behaviour}}).encode(), method="POST",
+                                 headers={"Content-Type": "application/json",
+                                          "X-Sim-Token": lab["LAB_NESSUS_ADMIN_TOKEN"]})
+    with urllib.request.urlopen(req, timeout=30, context=ctx) as resp:
+        resp.read()

@@ -20,12 +20,10 @@ import gzip
 import json
 import os
 import shutil
-import ssl
 import stat
 import subprocess
 import sys
 import tempfile
-import urllib.request
 import uuid
 
 import psycopg2
@@ -33,7 +31,7 @@ import pytest
 import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from _lab import ROOT, fresh_database, s3_gateway_endpoint
+from _lab import ROOT, chef_client, fresh_database, nessus_switch, s3_gateway_endpoint
 
 BIN = os.path.join(ROOT, ".venv", "bin")
 AWX = os.path.join(ROOT, "awx")
@@ -234,22 +232,6 @@ def _chef_credential(job, lab):
     return key
 
 
-def _chef(lab):
-    from ansible_collections.cloudefigo.core.plugins.module_utils._chef import ChefClient
-    with open(lab["LAB_CHEF_KEY"], "rb") as handle:
-        return ChefClient(lab["LAB_CHEF_URL"], lab["LAB_CHEF_USER"], handle.read())
-
-
-def _nessus_switch(lab, target, behaviour):
-    ctx = ssl.create_default_context(cafile=lab["LAB_NESSUS_CA"])
-    req = urllib.request.Request(lab["LAB_NESSUS_URL"] + "/_sim/config",
-                                 data=json.dumps({"targets": {target: behaviour}}).encode(), method="POST",
-                                 headers={"Content-Type": "application/json",
-                                          "X-Sim-Token": lab["LAB_NESSUS_ADMIN_TOKEN"]})
-    with urllib.request.urlopen(req, timeout=30, context=ctx) as resp:
-        resp.read()
-
-
 def _tags(resource):
     return {tag["Key"]: tag["Value"] for tag in resource.get("Tags", [])}
 
@@ -261,11 +243,11 @@ def test_secure_launch_job_fails_closed_when_the_scan_fails(lab, aws, ee_collect
         pytest.skip("needs the Nessus simulator (lab/services/nessus.py)")
     name = "awx-%s" % uuid.uuid4().hex[:8]
     target = "target-%s" % name
-    _nessus_switch(lab, target, {"outcome": "aborted"})
+    nessus_switch(lab, target, {"outcome": "aborted"})
     # what the AWS account has: an S3 gateway endpoint in the instances' VPC (the launch checks it)
     s3_gateway_endpoint(aws.client("ec2"))
     # the instance is not configured here (no VM): its Chef node exists already, as the fault matrix does
-    _chef(lab).request("POST", "/nodes", data={
+    chef_client(lab).request("POST", "/nodes", data={
         "name": name, "json_class": "Chef::Node", "chef_type": "node", "chef_environment": "_default",
         "run_list": [], "normal": {}, "default": {}, "override": {}, "automatic": {}})
     try:
@@ -300,8 +282,8 @@ def test_secure_launch_job_fails_closed_when_the_scan_fails(lab, aws, ee_collect
             "secure_launch_image_id": "ami-1e749f67", "secure_launch_data_volume_size": 2,
             "secure_launch_nessus_fail_on": "high"})
     finally:
-        _chef(lab).request("DELETE", "/nodes/%s" % name, missing_ok=True)
-        _chef(lab).request("DELETE", "/clients/%s" % name, missing_ok=True)
+        chef_client(lab).request("DELETE", "/nodes/%s" % name, missing_ok=True)
+        chef_client(lab).request("DELETE", "/clients/%s" % name, missing_ok=True)
 
     assert job.status == "failed" and job.rc != 0, job.output()
     assert "NOT promoted" in job.stdout, job.output()

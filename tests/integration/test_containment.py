@@ -9,15 +9,12 @@ No VM: the on-instance part is skipped, and a hook registers the node and its cl
 flow does (chef_node with the instance's ownership marks), then reports the converge. The scan
 then finds a critical vulnerability (the Nessus simulator's per-target switch).
 """
-import json
 import os
-import ssl
-import urllib.request
 import uuid
 
 import pytest
 
-from _lab import ROOT, moto_post, s3_gateway_endpoint, secure_launch_lab_vars
+from _lab import ROOT, chef_client, moto_post, nessus_switch, s3_gateway_endpoint, secure_launch_lab_vars
 
 PLAYBOOK = os.path.join(ROOT, "playbooks", "secure_launch.yml")
 CONVERGE_TASKS = os.path.join(ROOT, "playbooks", "tasks", "lab_chef_converge.yml")
@@ -38,22 +35,6 @@ HOOK = """---
 """ % CONVERGE_TASKS
 
 
-def _chef(lab):
-    from ansible_collections.cloudefigo.core.plugins.module_utils._chef import ChefClient
-    with open(lab["LAB_CHEF_KEY"], "rb") as handle:
-        return ChefClient(lab["LAB_CHEF_URL"], lab["LAB_CHEF_USER"], handle.read())
-
-
-def _nessus_switch(lab, target, behaviour):
-    ctx = ssl.create_default_context(cafile=lab["LAB_NESSUS_CA"])
-    req = urllib.request.Request(lab["LAB_NESSUS_URL"] + "/_sim/config",
-                                 data=json.dumps({"targets": {target: behaviour}}).encode(), method="POST",
-                                 headers={"Content-Type": "application/json",
-                                          "X-Sim-Token": lab["LAB_NESSUS_ADMIN_TOKEN"]})
-    with urllib.request.urlopen(req, timeout=30, context=ctx) as resp:
-        resp.read()
-
-
 @pytest.fixture
 def failed_launch(lab, aws, playbook, tmp_path):
     """Launch one instance whose scan finds a critical vulnerability; returns (name, result)."""
@@ -62,7 +43,7 @@ def failed_launch(lab, aws, playbook, tmp_path):
     name = "contain-%s" % uuid.uuid4().hex[:8]
     hook = tmp_path / "hook.yml"
     hook.write_text(HOOK)
-    _nessus_switch(lab, name, {"report": "dojo_nessus_with_cvssv3.nessus"})
+    nessus_switch(lab, name, {"report": "dojo_nessus_with_cvssv3.nessus"})
     # the launch checks that the VPC reaches S3 through a gateway endpoint
     s3_gateway_endpoint(aws.client("ec2"))
 
@@ -86,9 +67,9 @@ def failed_launch(lab, aws, playbook, tmp_path):
 
     _run.name = name
     yield _run
-    _nessus_switch(lab, name, None)
+    nessus_switch(lab, name, None)
     moto_post(lab, "/moto-api/reset-auth", b"inf")
-    chef = _chef(lab)
+    chef = chef_client(lab)
     chef.delete("/nodes/%s" % name, missing_ok=True)
     chef.delete("/clients/%s" % name, missing_ok=True)
 
@@ -120,7 +101,7 @@ def test_failed_launch_is_isolated_and_cut_off_chef(lab, aws, failed_launch):
     assert groups[0]["VpcId"] == instance["VpcId"]
 
     # Chef: the client is gone, the node (with its marks and converge) stays for forensics
-    chef = _chef(lab)
+    chef = chef_client(lab)
     assert chef.get("/clients/%s" % name, missing_ok=True) is None
     node = chef.get("/nodes/%s" % name, missing_ok=True)
     assert node is not None
@@ -147,7 +128,7 @@ def test_failed_launch_is_isolated_and_cut_off_chef(lab, aws, failed_launch):
 def test_containment_leaves_a_node_of_another_instance_alone(lab, aws, failed_launch, tmp_path):
     """The node of the failed launch's name is another instance's: its client survives, the failure says why."""
     name = failed_launch.name
-    chef = _chef(lab)
+    chef = chef_client(lab)
     # while the launch runs, another instance's registration takes the name (a preflight before
     # the launch would refuse a name already taken; this one is taken after it)
     hook = tmp_path / "foreign_node.yml"

@@ -37,7 +37,7 @@ import uuid
 
 import pytest
 
-from _lab import AWS, ROOT, fresh_database, moto_post, moto_reset, run_playbook, s3_gateway_endpoint, secure_launch_lab_vars
+from _lab import AWS, ROOT, chef_client, fresh_database, moto_post, moto_reset, run_playbook, s3_gateway_endpoint, secure_launch_lab_vars
 from test_secure_launch import HOOK
 
 POLICY_PLAYBOOK = os.path.join(ROOT, "playbooks", "controller_policy.yml")
@@ -212,12 +212,6 @@ def _tags(resource):
     return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
 
 
-def _chef(lab):
-    from ansible_collections.cloudefigo.core.plugins.module_utils._chef import ChefClient
-    with open(lab["LAB_CHEF_KEY"], "rb") as handle:
-        return ChefClient(lab["LAB_CHEF_URL"], lab["LAB_CHEF_USER"], handle.read())
-
-
 class Launch:
     def __init__(self, lab, workdir):
         self.lab = lab
@@ -255,7 +249,7 @@ class Launch:
     def cleanup(self):
         for path in ("/nodes/%s" % self.name, "/clients/%s" % self.name):
             try:
-                _chef(self.lab).request("DELETE", path, missing_ok=True)
+                chef_client(self.lab).request("DELETE", path, missing_ok=True)
             except Exception:  # pylint: disable=broad-except
                 pass
 

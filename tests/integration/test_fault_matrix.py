@@ -9,32 +9,14 @@ explicit Deny, and Chef (no node).
 """
 import json
 import os
-import ssl
-import urllib.request
 import uuid
 
 import pytest
 
-from _lab import ROOT, moto_post, s3_gateway_endpoint, secure_launch_lab_vars
+from _lab import ROOT, chef_client, moto_post, nessus_switch, s3_gateway_endpoint, secure_launch_lab_vars
 
 PLAYBOOK = os.path.join(ROOT, "playbooks", "secure_launch.yml")
 KEY_BUCKET = "fault-matrix-keys"
-
-
-def _nessus_switch(lab, target, behaviour):
-    ctx = ssl.create_default_context(cafile=lab["LAB_NESSUS_CA"])
-    req = urllib.request.Request(lab["LAB_NESSUS_URL"] + "/_sim/config",
-                                 data=json.dumps({"targets": {target: behaviour}}).encode(), method="POST",
-                                 headers={"Content-Type": "application/json",
-                                          "X-Sim-Token": lab["LAB_NESSUS_ADMIN_TOKEN"]})
-    with urllib.request.urlopen(req, timeout=30, context=ctx) as resp:
-        resp.read()
-
-
-def _chef(lab):
-    from ansible_collections.cloudefigo.core.plugins.module_utils._chef import ChefClient
-    with open(lab["LAB_CHEF_KEY"], "rb") as handle:
-        return ChefClient(lab["LAB_CHEF_URL"], lab["LAB_CHEF_USER"], handle.read())
 
 
 @pytest.fixture
@@ -50,7 +32,7 @@ def launch(lab, aws, playbook, tmp_path):
 
     def _run(chef_node=True, spec=None, env=None, **overrides):
         if chef_node:
-            _chef(lab).request("POST", "/nodes", data={
+            chef_client(lab).request("POST", "/nodes", data={
                 "name": name, "json_class": "Chef::Node", "chef_type": "node", "chef_environment": "_default",
                 "run_list": [], "normal": {}, "default": {}, "override": {}, "automatic": {}})
             created_nodes.append(name)
@@ -78,7 +60,7 @@ def launch(lab, aws, playbook, tmp_path):
     moto_post(lab, "/moto-api/reset-auth", b"inf")
     for node in created_nodes + [name]:
         try:
-            _chef(lab).request("DELETE", "/nodes/%s" % node, missing_ok=True)
+            chef_client(lab).request("DELETE", "/nodes/%s" % node, missing_ok=True)
         except Exception:  # pylint: disable=broad-except
             pass
 
@@ -129,25 +111,25 @@ def _assert_contained(aws, name, result, summary, reason_start):
 
 
 def test_nessus_scan_api_unavailable_412(lab, aws, launch):
-    _nessus_switch(lab, launch.name, {"scan_api": False})
+    nessus_switch(lab, launch.name, {"scan_api": False})
     result, summary = launch()
     _assert_contained(aws, launch.name, result, summary, "Scan the instance with Nessus")
 
 
 def test_nessus_scan_aborted(lab, aws, launch):
-    _nessus_switch(lab, launch.name, {"outcome": "aborted"})
+    nessus_switch(lab, launch.name, {"outcome": "aborted"})
     result, summary = launch()
     _assert_contained(aws, launch.name, result, summary, "Scan the instance with Nessus")
 
 
 def test_nessus_scan_timeout(lab, aws, launch):
-    _nessus_switch(lab, launch.name, {"outcome": "never"})
+    nessus_switch(lab, launch.name, {"outcome": "never"})
     result, summary = launch(secure_launch_nessus_wait_timeout=5)
     _assert_contained(aws, launch.name, result, summary, "Scan the instance with Nessus")
 
 
 def test_critical_finding(lab, aws, launch):
-    _nessus_switch(lab, launch.name, {"report": "dojo_nessus_with_cvssv3.nessus"})
+    nessus_switch(lab, launch.name, {"report": "dojo_nessus_with_cvssv3.nessus"})
     result, summary = launch(secure_launch_nessus_fail_on="critical")
     _assert_contained(aws, launch.name, result, summary, "Promote only when the scan passed")
     assert "not passed" in summary["instances"][0]["scan_verdict"]

@@ -22,7 +22,7 @@ import uuid
 import psycopg2
 import pytest
 
-from _lab import AWS, ROOT, fresh_database, moto_post, moto_reset, run_playbook, s3_gateway_endpoint, secure_launch_lab_vars
+from _lab import AWS, ROOT, chef_client, fresh_database, moto_post, moto_reset, run_playbook, s3_gateway_endpoint, secure_launch_lab_vars
 
 SECURE_LAUNCH = os.path.join(ROOT, "playbooks", "secure_launch.yml")
 TERMINATE = os.path.join(ROOT, "playbooks", "terminate.yml")
@@ -58,15 +58,9 @@ HOOK = """---
 """ % CONVERGE_TASKS
 
 
-def _chef(lab):
-    from ansible_collections.cloudefigo.core.plugins.module_utils._chef import ChefClient
-    with open(lab["LAB_CHEF_KEY"], "rb") as handle:
-        return ChefClient(lab["LAB_CHEF_URL"], lab["LAB_CHEF_USER"], handle.read())
-
-
 def _chef_get(lab, path):
     """The Chef object at path, or None when the server answers 404."""
-    return _chef(lab).request("GET", path, missing_ok=True)
+    return chef_client(lab).request("GET", path, missing_ok=True)
 
 
 def _tags(resource):
@@ -179,8 +173,8 @@ def batch(lab, tmp_path_factory):
     yield launched
     for name in launched.names:
         try:
-            _chef(lab).request("DELETE", "/nodes/%s" % name, missing_ok=True)
-            _chef(lab).request("DELETE", "/clients/%s" % name, missing_ok=True)
+            chef_client(lab).request("DELETE", "/nodes/%s" % name, missing_ok=True)
+            chef_client(lab).request("DELETE", "/clients/%s" % name, missing_ok=True)
         except Exception:  # pylint: disable=broad-except
             pass
     moto_reset(lab)
@@ -431,7 +425,7 @@ def chef_node(lab):
     created = []
 
     def _create(name, instance_id):
-        _chef(lab).request("POST", "/nodes", data={
+        chef_client(lab).request("POST", "/nodes", data={
             "name": name, "json_class": "Chef::Node", "chef_type": "node", "chef_environment": "_default",
             "run_list": [], "normal": {}, "default": {}, "override": {},
             "automatic": {"ohai_time": time.time(), "ec2": {"instance_id": instance_id}}})
@@ -439,7 +433,7 @@ def chef_node(lab):
 
     yield _create
     for name in created:
-        _chef(lab).request("DELETE", "/nodes/%s" % name, missing_ok=True)
+        chef_client(lab).request("DELETE", "/nodes/%s" % name, missing_ok=True)
 
 
 def test_audit_reports_quarantines_and_loads_cloudtrail(lab, aws, playbook, siem_db, chef_node, tmp_path):
@@ -563,7 +557,7 @@ def chef_cleanup(lab):
     for name in names:
         for kind in ("nodes", "clients"):
             try:
-                _chef(lab).request("DELETE", "/%s/%s" % (kind, name), missing_ok=True)
+                chef_client(lab).request("DELETE", "/%s/%s" % (kind, name), missing_ok=True)
             except Exception:  # pylint: disable=broad-except
                 pass
 

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from _lab import AWS, ROOT, moto_post, moto_reset, run_playbook, s3_gateway_endpoint, secure_launch_lab_vars
+from _lab import AWS, ROOT, chef_client, moto_post, moto_reset, run_playbook, s3_gateway_endpoint, secure_launch_lab_vars
 
 SECURE_LAUNCH = os.path.join(ROOT, "playbooks", "secure_launch.yml")
 TERMINATE = os.path.join(ROOT, "playbooks", "terminate.yml")
@@ -33,12 +33,6 @@ HOOK = """---
 - name: Report the converge of the node
   ansible.builtin.include_tasks: %s
 """ % CONVERGE_TASKS
-
-
-def _chef(lab):
-    from ansible_collections.cloudefigo.core.plugins.module_utils._chef import ChefClient
-    with open(lab["LAB_CHEF_KEY"], "rb") as handle:
-        return ChefClient(lab["LAB_CHEF_URL"], lab["LAB_CHEF_USER"], handle.read())
 
 
 def _tags(resource):
@@ -102,8 +96,8 @@ class Victim:
                          for p in iam.list_role_policies(RoleName=self.role)["PolicyNames"]},
             "profile": [r["RoleName"] for r in iam.get_instance_profile(
                 InstanceProfileName=self.role)["InstanceProfile"]["Roles"]],
-            "node": _chef(self.lab).request("GET", "/nodes/%s" % self.name, missing_ok=True),
-            "client": _chef(self.lab).request("GET", "/clients/%s" % self.name, missing_ok=True) is not None,
+            "node": chef_client(self.lab).request("GET", "/nodes/%s" % self.name, missing_ok=True),
+            "client": chef_client(self.lab).request("GET", "/clients/%s" % self.name, missing_ok=True) is not None,
         }
 
 
@@ -121,7 +115,7 @@ def victim(lab, tmp_path_factory):
     moto_post(lab, "/moto-api/reset-auth", b"inf")
     for kind in ("nodes", "clients"):
         try:
-            _chef(lab).request("DELETE", "/%s/%s" % (kind, launched.name), missing_ok=True)
+            chef_client(lab).request("DELETE", "/%s/%s" % (kind, launched.name), missing_ok=True)
         except Exception:  # pylint: disable=broad-except
             pass
     moto_reset(lab)
@@ -224,7 +218,7 @@ def test_terminate_removes_what_is_marked_for_the_instance_only(victim):
     assert not [v for v in listing.get("Versions", []) + listing.get("DeleteMarkers", []) if v["Key"] == victim.key]
     with pytest.raises(iam.exceptions.NoSuchEntityException):
         iam.get_role(RoleName=victim.role)
-    assert _chef(victim.lab).request("GET", "/nodes/%s" % victim.name, missing_ok=True) is None
+    assert chef_client(victim.lab).request("GET", "/nodes/%s" % victim.name, missing_ok=True) is None
     remaining = {v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]}
     assert data[0] not in remaining
     assert foreign in remaining
