@@ -30,6 +30,12 @@ Contract (pinned by tests/integration/test_aws_proxy.py):
   default the lab VM's serial console (``<state>/vm-console.log``, the ``--vm-console`` argument):
   the VM then stands in for that instance.  ``GET console`` -> ``{"consoles": {id: file}}``;
   ``POST reset`` forgets the bindings too.  Pinned by tests/integration/test_aws_proxy.py.
+- ``asg_lifecycle`` (behaviour, lab/services/asg_lifecycle.py): a stand-in for Auto Scaling lifecycle
+  hooks and actions on top of moto (``Pending:Wait`` / ``Terminating:Wait``, notifications to SQS/SNS,
+  ``CompleteLifecycleAction``, ``RecordLifecycleActionHeartbeat``, timeouts, the ``LifecycleState`` of
+  the Describe calls); control endpoints ``GET asg``, ``POST asg/settings``, ``POST asg/expire``;
+  ``POST reset`` forgets its state too.  See docs/lab-asg-lifecycle.md; pinned by
+  tests/integration/test_asg_lifecycle_lab.py.
 
 Run by the lab as ``python -m services.aws_proxy --upstream URL --port N --log FILE`` (cwd lab/).
 """
