@@ -134,7 +134,6 @@ class Lifecycle:
         self.region = region
         self.account = account
         self.lock = threading.RLock()
-        self._clients = {}
         self._stop = threading.Event()
         self.reset()
         self._ticker = threading.Thread(target=self._tick_loop, daemon=True, name="asg-lifecycle-ticker")
@@ -150,6 +149,8 @@ class Lifecycle:
             self.actions = {}    # token -> action dict
             self.events = []     # lifecycle transitions, oldest first
             self.notifications = []  # every message sent (test notifications too)
+            self.credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+            self._clients = {}
 
     def stop(self):
         self._stop.set()
@@ -182,13 +183,23 @@ class Lifecycle:
         self.events.append(record)
 
     # --- moto (the stand-in's own calls, signed with the lab's test credentials) ----------------
+    def set_credentials(self, wanted):
+        """With moto's IAM enforcement on, the stand-in needs keys of a principal moto knows."""
+        keys = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+        if not isinstance(wanted, dict) or set(wanted) - set(keys) or not all(
+                isinstance(wanted.get(k), str) and wanted.get(k) for k in keys[:2]):
+            raise ValueError("give aws_access_key_id and aws_secret_access_key (and optionally aws_session_token)")
+        with self.lock:
+            self.credentials = dict(wanted)
+            self._clients = {}
+
     def client(self, service):
-        if service not in self._clients:
-            import boto3  # the lab venv has it; imported late so the proxy starts without it
-            self._clients[service] = boto3.client(
-                service, endpoint_url=self.upstream, region_name=self.region,
-                aws_access_key_id="testing", aws_secret_access_key="testing")
-        return self._clients[service]
+        with self.lock:
+            if service not in self._clients:
+                import boto3  # the lab venv has it; imported late so the proxy starts without it
+                self._clients[service] = boto3.client(
+                    service, endpoint_url=self.upstream, region_name=self.region, **self.credentials)
+            return self._clients[service]
 
     def _moto_groups(self, names):
         if not names:
@@ -361,11 +372,12 @@ class Lifecycle:
         hook = self.hooks.get(key)
         if hook is None:
             raise LifecycleError("No Lifecycle Hook found with name %s for group %s" % (key[1], key[0]))
-        # AWS: outstanding actions complete first (ABANDON for launching, CONTINUE for terminating)
+        # AWS: outstanding actions complete first (ABANDON for launching, CONTINUE for terminating);
+        # the hook is gone before, so a replacement launched meanwhile is not held by it
+        del self.hooks[key]
         for action in [a for a in self.actions.values() if (a["AutoScalingGroupName"], a["LifecycleHookName"]) == key]:
             self._resolve(action, "ABANDON" if action["LifecycleTransition"] == LAUNCHING else "CONTINUE",
                           "hook deleted")
-        del self.hooks[key]
         self._forward(request)
         return _xml_answer("DeleteLifecycleHook")
 
@@ -762,15 +774,24 @@ class Lifecycle:
         """Apply timeouts and end the Proceed states; called by the ticker thread (and by tests)."""
         with self.lock:
             now = time.time()
-            for action in sorted(self.actions.values(), key=lambda a: a["HeartbeatDeadline"]):
+            due = [a for a in self.actions.values() if now >= min(a["HeartbeatDeadline"], a["GlobalDeadline"])]
+            ending = [i for i, r in self.instances.items() if r.get("until") is not None and now >= r["until"]]
+            if not (due or ending):
+                return
+            self.sync()  # moto may have been reset or changed behind the proxy's back: forget what is gone
+            for action in sorted(due, key=lambda a: min(a["HeartbeatDeadline"], a["GlobalDeadline"])):
                 if action["LifecycleActionToken"] not in self.actions:
-                    continue  # resolved by an earlier one of this loop (ABANDON of a sibling)
-                deadline = min(action["HeartbeatDeadline"], action["GlobalDeadline"])
-                if now >= deadline:
-                    cause = "GlobalTimeout" if action["GlobalDeadline"] <= action["HeartbeatDeadline"] else "HeartbeatTimeout"
+                    continue  # resolved meanwhile (ABANDON of a sibling, group gone)
+                cause = "GlobalTimeout" if action["GlobalDeadline"] <= action["HeartbeatDeadline"] else "HeartbeatTimeout"
+                try:
                     self._resolve(action, action["DefaultResult"], cause)
-            for instance_id, record in list(self.instances.items()):
-                if record.get("until") is None or now < record["until"]:
+                except Exception as exc:  # noqa: BLE001 - never retry a failing action every tick
+                    self.actions.pop(action["LifecycleActionToken"], None)
+                    self._event(action["EC2InstanceId"], action["AutoScalingGroupName"], None,
+                                "%s failed: %r" % (cause, exc))
+            for instance_id in ending:
+                record = self.instances.get(instance_id)
+                if record is None or record.get("until") is None or now < record["until"]:
                     continue
                 if record["state"] == "Pending:Proceed":
                     del self.instances[instance_id]
@@ -787,6 +808,7 @@ class Lifecycle:
             except Exception as exc:  # noqa: BLE001 - keep ticking; the event log says what failed
                 with self.lock:
                     self._event(None, None, None, "tick failed: %r" % exc)
+                self._stop.wait(1)  # moto down or reset mid-way: do not spin
 
     # --- lab control ---------------------------------------------------------------------------------
     def control(self, method, name, body):
@@ -799,6 +821,12 @@ class Lifecycle:
                 return 200, {"settings": self.update_settings(json.loads(body or b"{}"))}
             except (ValueError, AttributeError) as exc:
                 return 400, {"error": str(exc)}
+        if name == "asg/credentials" and method == "POST":
+            try:
+                self.set_credentials(json.loads(body or b"{}"))
+            except ValueError as exc:
+                return 400, {"error": str(exc)}
+            return 200, {"ok": True}
         if name == "asg/expire" and method == "POST":
             try:
                 wanted = json.loads(body or b"{}")

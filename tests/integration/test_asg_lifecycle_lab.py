@@ -418,3 +418,78 @@ def test_create_group_with_hook_specifications_and_reset_forgets(lab_aws):
     state = control(c["proxy"], "asg")
     assert state["actions"] == [] and state["hooks"] == [] and state["instances"] == {} and state["events"] == []
     assert states(c, "gate-f") == {instance_id: "InService"}  # moto's own view again
+
+
+@pytest.fixture
+def private_proxy(aws, lab, tmp_path):
+    """A proxy of its own (same code as the lab's) whose stand-in the test can reach into."""
+    import os
+    import sys
+
+    from _lab import ROOT
+    sys.path.insert(0, os.path.join(ROOT, "lab"))
+    from services import aws_proxy  # noqa: PLC0415
+
+    server = aws_proxy.serve(lab["LAB_AWS_ENDPOINT"], 0, str(tmp_path / "requests.jsonl"))
+    try:
+        yield server, "http://127.0.0.1:%d" % server.server_address[1]
+    finally:
+        server.lifecycle.stop()
+        server.shutdown()
+        server.server_close()
+
+
+def test_global_timeout_caps_heartbeats_sns_target_and_several_hooks(private_proxy):
+    server, proxy = private_proxy
+    kw = dict(endpoint_url=proxy, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    asg, sns, sqs, ec2 = (boto3.client(n, **kw) for n in ("autoscaling", "sns", "sqs", "ec2"))
+    topic = sns.create_topic(Name="lifecycle")["TopicArn"]
+    url = sqs.create_queue(QueueName="via-sns")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    ec2.create_launch_template(LaunchTemplateName="gate-g-lt", LaunchTemplateData={"ImageId": "ami-1e749f67"})
+    asg.create_auto_scaling_group(AutoScalingGroupName="gate-g", MinSize=0, MaxSize=2, DesiredCapacity=0,
+                                  AvailabilityZones=["us-east-1a"], LaunchTemplate={"LaunchTemplateName": "gate-g-lt"})
+    for name in ("configure", "scan"):
+        asg.put_lifecycle_hook(AutoScalingGroupName="gate-g", LifecycleHookName=name, LifecycleTransition=LAUNCHING,
+                               HeartbeatTimeout=60, DefaultResult="CONTINUE", NotificationTargetARN=topic, RoleARN=ROLE)
+    asg.set_desired_capacity(AutoScalingGroupName="gate-g", DesiredCapacity=1)
+    got = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]]
+    assert [m.get("Event") for m in got] == ["autoscaling:TEST_NOTIFICATION"] * 2 + [None, None]
+    configure, scan = got[2], got[3]
+    assert (configure["LifecycleHookName"], scan["LifecycleHookName"]) == ("configure", "scan")
+    instance_id = configure["EC2InstanceId"]
+    assert_documented_shape(configure, LAUNCHING, "configure", "gate-g", instance_id, metadata=False)
+
+    # one hook's CONTINUE is not enough: every launching hook must complete
+    asg.complete_lifecycle_action(AutoScalingGroupName="gate-g", LifecycleHookName="configure", InstanceId=instance_id,
+                                  LifecycleActionResult="CONTINUE")
+    assert asg.describe_auto_scaling_instances(InstanceIds=[instance_id])["AutoScalingInstances"][0]["LifecycleState"] == "Pending:Wait"
+    # the global timeout caps heartbeats (made 0.5 s away here instead of 100 x 60 s)
+    lifecycle = server.lifecycle
+    with lifecycle.lock:
+        action, = lifecycle.actions.values()
+        action["GlobalDeadline"] = time.time() + 0.5
+    asg.record_lifecycle_action_heartbeat(AutoScalingGroupName="gate-g", LifecycleHookName="scan",
+                                          LifecycleActionToken=scan["LifecycleActionToken"])
+    assert action["HeartbeatDeadline"] == action["GlobalDeadline"] and action["Heartbeats"] == 1
+    poll(lambda: asg.describe_auto_scaling_instances(InstanceIds=[instance_id])["AutoScalingInstances"][0][
+        "LifecycleState"] == "InService", timeout=3)
+    ends = [(e["hook"], e["cause"], e["result"]) for e in lifecycle.snapshot()["events"] if e.get("result")]
+    assert ends == [("configure", "CompleteLifecycleAction", "CONTINUE"), ("scan", "GlobalTimeout", "CONTINUE")]
+
+    # DeleteLifecycleHook ends outstanding launching actions with ABANDON (terminated, replaced)
+    asg.delete_lifecycle_hook(AutoScalingGroupName="gate-g", LifecycleHookName="scan")
+    asg.set_desired_capacity(AutoScalingGroupName="gate-g", DesiredCapacity=2)
+    held = [i["InstanceId"] for i in asg.describe_auto_scaling_instances()["AutoScalingInstances"] if i["LifecycleState"] == "Pending:Wait"]
+    assert len(held) == 1
+    asg.delete_lifecycle_hook(AutoScalingGroupName="gate-g", LifecycleHookName="configure")
+    poll(lambda: ec2.describe_instances(InstanceIds=held)["Reservations"][0]["Instances"][0]["State"]["Name"] == "terminated")
+    assert asg.describe_lifecycle_hooks(AutoScalingGroupName="gate-g")["LifecycleHooks"] == []
+    # no hook any more: the replacement goes straight into service
+    poll(lambda: sorted(i["LifecycleState"] for i in asg.describe_auto_scaling_groups(
+        AutoScalingGroupNames=["gate-g"])["AutoScalingGroups"][0]["Instances"]) == ["InService", "InService"])
+    with pytest.raises(urllib.error.HTTPError) as err:
+        control(proxy, "asg/credentials", {"aws_access_key_id": "AKIA"})
+    assert err.value.code == 400
+    assert control(proxy, "asg/credentials", {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}) == {"ok": True}
