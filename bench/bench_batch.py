@@ -13,6 +13,7 @@ Asserts nothing.
 
     LAB_STATE_DIR=/tmp/lab-x lab/lab up && LAB_STATE_DIR=/tmp/lab-x .venv/bin/python bench/bench_batch.py
     BENCH_SCAN_SECONDS=20 ... (shorter simulated scans)   BENCH_SIZES=1,10 (the batch sizes)
+    BENCH_KEEP_JSON=DIR (keep each run's json callback output there, to see where the time goes)
 """
 import json
 import os
@@ -112,6 +113,9 @@ def launch(lab, size, workdir):
     if proc.returncode != 0:
         print(proc.stdout[-4000:], proc.stderr[-2000:])
         raise SystemExit("batch of %d failed (rc %d)" % (size, proc.returncode))
+    if os.environ.get("BENCH_KEEP_JSON"):
+        with open(os.path.join(os.environ["BENCH_KEEP_JSON"], "batch-%d.json" % size), "w") as handle:
+            handle.write(proc.stdout)
     calls, polls, per_module = module_calls(json.loads(proc.stdout))
     return wall, calls, polls, per_module
 
@@ -120,7 +124,8 @@ def report(size, wall, calls, polls, per_module):
     print("batch of %2d: %6.1f s  module calls %4d (%.1f per instance) + %d scan status polls"
           % (size, wall, calls, calls / float(size), polls))
     print("    per instance: " + ", ".join("%s %.1f" % (name.split(".")[-1], count / float(size))
-                                          for name, count in sorted(per_module.items(), key=lambda kv: -kv[1])))
+                                          for name, count in sorted(per_module.items(), key=lambda kv: -kv[1])
+                                          if count))
 
 
 def main():
