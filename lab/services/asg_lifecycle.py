@@ -25,7 +25,8 @@ DescribeAutoScalingInstances.  An instance in ``Terminating:*`` is detached from
 
 Lab control (JSON, under ``/_lab/proxy/``): ``GET asg`` -> the state (settings, hooks, instances in a
 wait state, actions, events, notifications); ``POST asg/settings`` -> change settings
-(``min_heartbeat_timeout``, ``proceed_seconds``, ``tick_seconds``); ``POST asg/expire``
+(``min_heartbeat_timeout``, ``proceed_seconds``, ``tick_seconds``); ``POST asg/credentials`` -> the
+keys the stand-in signs its own moto calls with (moto IAM enforcement); ``POST asg/expire``
 ``{"instance_id"|"token", "hook"?}`` -> time that action out now.  ``POST reset`` forgets all of it.
 Deviations from AWS are listed in docs/lab-asg-lifecycle.md.
 """
@@ -108,7 +109,7 @@ def _members(params, prefix):
         if not key.startswith(prefix + ".member."):
             continue
         rest = key[len(prefix) + len(".member."):]
-        number, _, field = rest.partition(".")
+        number, field = (rest.split(".", 1) + [""])[:2]
         if number.isdigit():
             items.setdefault(int(number), {})[field] = value
     return [items[n] for n in sorted(items)]
@@ -162,7 +163,7 @@ class Lifecycle:
                 "hooks": [dict(h) for h in self.hooks.values()],
                 "instances": {i: {k: (sorted(v) if isinstance(v, set) else v) for k, v in r.items() if k != "member"}
                               for i, r in self.instances.items()},
-                "actions": [{k: v for k, v in a.items()} for a in self.actions.values()],
+                "actions": [dict(a) for a in self.actions.values()],
                 "events": list(self.events),
                 "notifications": list(self.notifications),
             }
@@ -349,7 +350,7 @@ class Lifecycle:
         hook = self._validate_hook(group_name, name, params, existing)
         if params.get("NotificationTargetARN"):
             self._test_notification(hook, moto_group["AutoScalingGroupARN"])
-        status, _, _ = self._forward(request)  # moto keeps its own (partial) copy; harmless
+        self._forward(request)  # moto keeps its own (partial) copy; harmless
         self.hooks[(group_name, name)] = hook
         return _xml_answer("PutLifecycleHook")
 
@@ -433,8 +434,8 @@ class Lifecycle:
         """Create one action per hook of that transition; notify.  Returns the tokens."""
         tokens = []
         now = time.time()
-        for (hook_group, _), hook in sorted(self.hooks.items()):
-            if hook_group != group or hook["LifecycleTransition"] != transition:
+        for key, hook in sorted(self.hooks.items()):
+            if key[0] != group or hook["LifecycleTransition"] != transition:
                 continue
             token = str(uuid.uuid4())
             action = {
@@ -598,7 +599,7 @@ class Lifecycle:
         self.sync()
 
     def _has_hook(self, group, transition):
-        return any(g == group and h["LifecycleTransition"] == transition for (g, _), h in self.hooks.items())
+        return any(g == group and h["LifecycleTransition"] == transition for (g, unused_name), h in self.hooks.items())
 
     def _create_group(self, request, params):
         specs = _members(params, "LifecycleHookSpecificationList")

@@ -167,7 +167,7 @@ def messages(c, url, expect, timeout=5.0):
 def states(c, group):
     """{instance id: LifecycleState} as DescribeAutoScalingGroups and DescribeAutoScalingInstances say (equal,
     unless a Proceed state ended between the two calls: then ask again)."""
-    for _ in range(5):
+    for unused_attempt in range(5):
         from_group = {i["InstanceId"]: i["LifecycleState"] for i in c["autoscaling"].describe_auto_scaling_groups(
             AutoScalingGroupNames=[group])["AutoScalingGroups"][0]["Instances"]}
         from_instances = {i["InstanceId"]: i["LifecycleState"]
@@ -253,13 +253,13 @@ def test_launching_hook_holds_notifies_and_continue_puts_in_service(lab_aws):
     assert err.value.response["Error"]["Message"] == (
         "No active Lifecycle Action found with token %s" % notes[second]["LifecycleActionToken"])
     events = [(e["instance_id"], e["state"]) for e in control(c["proxy"], "asg")["events"] if e["instance_id"] == first]
-    assert [s for _, s in events] == ["Pending", "Pending:Wait", "Pending:Wait", "Pending:Proceed", "InService"]
+    assert [state for unused_id, state in events] == ["Pending", "Pending:Wait", "Pending:Wait", "Pending:Proceed", "InService"]
 
 
 def test_abandon_terminates_and_replaces_and_the_replacement_is_held_and_notified(lab_aws):
     c = lab_aws
     asg = c["autoscaling"]
-    url, _ = make_group(c, "gate-b", [dict(LifecycleHookName="launch", LifecycleTransition=LAUNCHING, HeartbeatTimeout=300)])
+    url = make_group(c, "gate-b", [dict(LifecycleHookName="launch", LifecycleTransition=LAUNCHING, HeartbeatTimeout=300)])[0]
     messages(c, url, 1)  # the test notification
     asg.set_desired_capacity(AutoScalingGroupName="gate-b", DesiredCapacity=2)
     first_notes = {m["EC2InstanceId"]: m for m in messages(c, url, 2)}
@@ -289,8 +289,8 @@ def test_abandon_terminates_and_replaces_and_the_replacement_is_held_and_notifie
 def test_timeout_applies_default_result_and_a_heartbeat_restarts_the_timeout(lab_aws):
     c = lab_aws
     asg = c["autoscaling"]
-    url, _ = make_group(c, "gate-c", [dict(LifecycleHookName="launch", LifecycleTransition=LAUNCHING,
-                                           HeartbeatTimeout=2, DefaultResult="CONTINUE")])
+    url = make_group(c, "gate-c", [dict(LifecycleHookName="launch", LifecycleTransition=LAUNCHING,
+                                        HeartbeatTimeout=2, DefaultResult="CONTINUE")])[0]
     messages(c, url, 1)
     assert asg.describe_lifecycle_hooks(AutoScalingGroupName="gate-c")["LifecycleHooks"][0]["GlobalTimeout"] == 200
     start = time.monotonic()
@@ -322,8 +322,8 @@ def test_timeout_applies_default_result_and_a_heartbeat_restarts_the_timeout(lab
 def test_terminating_hook_holds_scale_in_and_terminate_until_continue_or_timeout(lab_aws):
     c = lab_aws
     asg = c["autoscaling"]
-    url, _ = make_group(c, "gate-d", [dict(LifecycleHookName="shred", LifecycleTransition=TERMINATING,
-                                           HeartbeatTimeout=2, NotificationMetadata="shred the key")], desired=3)
+    url = make_group(c, "gate-d", [dict(LifecycleHookName="shred", LifecycleTransition=TERMINATING,
+                                        HeartbeatTimeout=2, NotificationMetadata="shred the key")], desired=3)[0]
     messages(c, url, 1)
     before = states(c, "gate-d")
     assert sorted(before.values()) == ["InService"] * 3  # no launching hook, and they existed before the hook
