@@ -86,6 +86,13 @@ def _xml_answer(action, inner=""):
     return 200, body
 
 
+def _xml_answer_empty(action):
+    """The answer of an operation without output: only ResponseMetadata (as AWS sends it)."""
+    body = ('<?xml version="1.0" encoding="UTF-8"?>\n<{a}Response xmlns="{ns}"><ResponseMetadata>'
+            "<RequestId>{rid}</RequestId></ResponseMetadata></{a}Response>".format(a=action, ns=NS, rid=uuid.uuid4()))
+    return 200, body
+
+
 def _xml_error(error):
     body = ('<?xml version="1.0" encoding="UTF-8"?>\n<ErrorResponse xmlns="{ns}"><Error><Type>Sender</Type>'
             "<Code>{code}</Code><Message>{msg}</Message></Error><RequestId>{rid}</RequestId></ErrorResponse>"
@@ -242,7 +249,7 @@ class Lifecycle:
             return self._forward_then_sync(request)
         params = _params(request)
         always = ("PutLifecycleHook", "DescribeLifecycleHooks", "DeleteLifecycleHook", "CompleteLifecycleAction",
-                  "RecordLifecycleActionHeartbeat")
+                  "RecordLifecycleActionHeartbeat", "DisableMetricsCollection")
         if not self.groups and action not in always and not (
                 action == "CreateAutoScalingGroup" and _members(params, "LifecycleHookSpecificationList")):
             return None  # nothing tracked: moto answers as it would without the stand-in
@@ -257,6 +264,7 @@ class Lifecycle:
             "UpdateAutoScalingGroup": self._scale,
             "TerminateInstanceInAutoScalingGroup": self._terminate_in_group,
             "DeleteAutoScalingGroup": self._delete_group,
+            "DisableMetricsCollection": self._disable_metrics_collection,
         }.get(action)
         try:
             with self.lock:
@@ -691,6 +699,11 @@ class Lifecycle:
                     self._terminate_now(instance_id)
             self._forget_group(name)
         return self._response(status, body, dict(headers))
+
+    def _disable_metrics_collection(self, request, params):
+        """moto 5.2.5 answers 500 NotImplemented; amazon.aws.autoscaling_group calls it on every update."""
+        self._require_group(params.get("AutoScalingGroupName"))
+        return _xml_answer_empty("DisableMetricsCollection")
 
     # --- describe overlay ------------------------------------------------------------------------
     def _describe(self, request, action):

@@ -372,6 +372,9 @@ def test_errors_are_aws_shaped(lab_aws):
         return err.value.response["Error"]["Message"]
 
     base = dict(AutoScalingGroupName="gate-e", LifecycleHookName="launch")
+    # moto 5.2.5 answers 500 here; amazon.aws.autoscaling_group calls it on every update
+    asg.disable_metrics_collection(AutoScalingGroupName="gate-e")
+    assert "not found" in error(asg.disable_metrics_collection, AutoScalingGroupName="no-such-group")
     assert error(asg.complete_lifecycle_action, InstanceId="i-0123456789abcdef0", LifecycleActionResult="CONTINUE",
                  **base) == "No active Lifecycle Action found with instance ID i-0123456789abcdef0"
     assert "LifecycleActionResult" in error(asg.complete_lifecycle_action, InstanceId="i-0123456789abcdef0",
