@@ -506,9 +506,10 @@ class Lifecycle:
         record = {"group": group, "state": "Pending", "since": time.time(), "until": None, "member": member, "tokens": []}
         self.instances[instance_id] = record
         self._event(instance_id, group, "Pending", "launched")
-        record["tokens"] = self._start_actions(instance_id, group, LAUNCHING)
-        if record["tokens"]:
+        if self._has_hook(group, LAUNCHING):
+            # the state first, then the notifications: whoever reads one sees Pending:Wait
             self._set_state(record, instance_id, "Pending:Wait", "launching lifecycle hook")
+            record["tokens"] = self._start_actions(instance_id, group, LAUNCHING)
         else:
             del self.instances[instance_id]
             self._event(instance_id, group, "InService", "no launching hook")
@@ -530,9 +531,9 @@ class Lifecycle:
         # moto launches the replacement at once when the capacity is not decremented
         self.client("autoscaling").detach_instances(
             AutoScalingGroupName=group, InstanceIds=[instance_id], ShouldDecrementDesiredCapacity=decrement)
-        record["tokens"] = self._start_actions(instance_id, group, TERMINATING)
-        if record["tokens"]:
+        if self._has_hook(group, TERMINATING):
             self._set_state(record, instance_id, "Terminating:Wait", "terminating lifecycle hook")
+            record["tokens"] = self._start_actions(instance_id, group, TERMINATING)
         else:
             self._set_state(record, instance_id, "Terminating:Proceed", "no terminating hook")
         self.sync()
