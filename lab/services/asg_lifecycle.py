@@ -25,21 +25,23 @@ DescribeAutoScalingInstances.  An instance in ``Terminating:*`` is detached from
 
 Lab control (JSON, under ``/_lab/proxy/``): ``GET asg`` -> the state (settings, hooks, instances in a
 wait state, actions, events, notifications); ``POST asg/settings`` -> change settings
-(``min_heartbeat_timeout``, ``proceed_seconds``, ``tick_seconds``); ``POST asg/expire``
+(``min_heartbeat_timeout``, ``proceed_seconds``, ``tick_seconds``); ``POST asg/credentials`` -> the
+keys the stand-in signs its own moto calls with (moto IAM enforcement); ``POST asg/expire``
 ``{"instance_id"|"token", "hook"?}`` -> time that action out now.  ``POST reset`` forgets all of it.
-Deviations from AWS are listed in docs/lab-asg-lifecycle.md.
+Deviations from AWS are listed in docs/lab-asg-lifecycle.md.  The Query API shapes (parameters, XML
+answers and errors, the Describe overlay) live in lab/services/_asg_query.py.
 """
-import datetime
 import http.client
 import json
 import threading
 import time
 import urllib.parse
 import uuid
-import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape
 
-NS = "http://autoscaling.amazonaws.com/doc/2011-01-01/"
+from . import _asg_query as query
+from ._asg_query import LifecycleError
+
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
 TRANSITIONS = (LAUNCHING, TERMINATING)
@@ -60,69 +62,6 @@ DEFAULT_SETTINGS = {
 # actions the stand-in answers or post-processes; every other autoscaling action goes to moto,
 # then the stand-in re-reads the groups it tracks
 DESCRIBES = ("DescribeAutoScalingGroups", "DescribeAutoScalingInstances")
-
-ET.register_namespace("", NS)
-
-
-def _now_iso():
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-class LifecycleError(Exception):
-    """An error AWS would answer (code, message, HTTP status)."""
-
-    def __init__(self, message, code="ValidationError", status=400):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-
-
-def _xml_answer(action, inner=""):
-    body = ('<?xml version="1.0" encoding="UTF-8"?>\n<{a}Response xmlns="{ns}"><{a}Result>{inner}</{a}Result>'
-            "<ResponseMetadata><RequestId>{rid}</RequestId></ResponseMetadata></{a}Response>"
-            .format(a=action, ns=NS, inner=inner, rid=uuid.uuid4()))
-    return 200, body
-
-
-def _xml_error(error):
-    body = ('<?xml version="1.0" encoding="UTF-8"?>\n<ErrorResponse xmlns="{ns}"><Error><Type>Sender</Type>'
-            "<Code>{code}</Code><Message>{msg}</Message></Error><RequestId>{rid}</RequestId></ErrorResponse>"
-            .format(ns=NS, code=escape(error.code), msg=escape(error.message), rid=uuid.uuid4()))
-    return error.status, body
-
-
-def _params(request):
-    """The Query API parameters of a request (query string and form body), first value of each."""
-    params = {k: v[0] for k, v in request.params.items()}
-    if request.body and "x-www-form-urlencoded" in request.headers.get("content-type", ""):
-        form = urllib.parse.parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True)
-        params.update({k: v[0] for k, v in form.items()})
-    return params
-
-
-def _members(params, prefix):
-    """Query API list ``Prefix.member.N.Field`` -> [{"Field": value}, ...] (ordered by N)."""
-    items = {}
-    for key, value in params.items():
-        if not key.startswith(prefix + ".member."):
-            continue
-        rest = key[len(prefix) + len(".member."):]
-        number, _, field = rest.partition(".")
-        if number.isdigit():
-            items.setdefault(int(number), {})[field] = value
-    return [items[n] for n in sorted(items)]
-
-
-def _int_param(params, name):
-    value = params.get(name)
-    if value in (None, ""):
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise LifecycleError("Value '%s' at '%s' failed to satisfy constraint: Member must be an integer"
-                             % (value, name[0].lower() + name[1:]))
 
 
 class Lifecycle:
@@ -162,7 +101,7 @@ class Lifecycle:
                 "hooks": [dict(h) for h in self.hooks.values()],
                 "instances": {i: {k: (sorted(v) if isinstance(v, set) else v) for k, v in r.items() if k != "member"}
                               for i, r in self.instances.items()},
-                "actions": [{k: v for k, v in a.items()} for a in self.actions.values()],
+                "actions": [dict(a) for a in self.actions.values()],
                 "events": list(self.events),
                 "notifications": list(self.notifications),
             }
@@ -239,11 +178,11 @@ class Lifecycle:
             if action != "TerminateInstances" or not self.hooks:
                 return None
             return self._forward_then_sync(request)
-        params = _params(request)
+        params = query.params(request)
         always = ("PutLifecycleHook", "DescribeLifecycleHooks", "DeleteLifecycleHook", "CompleteLifecycleAction",
-                  "RecordLifecycleActionHeartbeat")
+                  "RecordLifecycleActionHeartbeat", "DisableMetricsCollection")
         if not self.groups and action not in always and not (
-                action == "CreateAutoScalingGroup" and _members(params, "LifecycleHookSpecificationList")):
+                action == "CreateAutoScalingGroup" and query.members(params, "LifecycleHookSpecificationList")):
             return None  # nothing tracked: moto answers as it would without the stand-in
         handler = {
             "PutLifecycleHook": self._put_lifecycle_hook,
@@ -256,6 +195,7 @@ class Lifecycle:
             "UpdateAutoScalingGroup": self._scale,
             "TerminateInstanceInAutoScalingGroup": self._terminate_in_group,
             "DeleteAutoScalingGroup": self._delete_group,
+            "DisableMetricsCollection": self._disable_metrics_collection,
         }.get(action)
         try:
             with self.lock:
@@ -266,7 +206,7 @@ class Lifecycle:
                 else:
                     result = self._forward_then_sync(request)
         except LifecycleError as error:
-            result = _xml_error(error)
+            result = query.error(error)
         return self._response(*result) if isinstance(result, tuple) else result
 
     def _response(self, status, body, headers=None):
@@ -296,7 +236,7 @@ class Lifecycle:
             "LifecycleHookName": name, "AutoScalingGroupName": group, "HeartbeatTimeout": DEFAULT_HEARTBEAT,
             "DefaultResult": "ABANDON"})
         hook["LifecycleTransition"] = transition
-        timeout = _int_param(spec, "HeartbeatTimeout")
+        timeout = query.int_param(spec, "HeartbeatTimeout")
         if timeout is not None:
             low = self.settings["min_heartbeat_timeout"]
             if timeout < low or timeout > HEARTBEAT_MAX:
@@ -330,7 +270,7 @@ class Lifecycle:
             "AutoScalingGroupName": hook["AutoScalingGroupName"],
             "Service": "AWS Auto Scaling",
             "Event": "autoscaling:TEST_NOTIFICATION",
-            "Time": _now_iso(),
+            "Time": query.now_iso(),
         }
         try:
             self._send(hook["NotificationTargetARN"], message)
@@ -349,9 +289,9 @@ class Lifecycle:
         hook = self._validate_hook(group_name, name, params, existing)
         if params.get("NotificationTargetARN"):
             self._test_notification(hook, moto_group["AutoScalingGroupARN"])
-        status, _, _ = self._forward(request)  # moto keeps its own (partial) copy; harmless
+        self._forward(request)  # moto keeps its own (partial) copy; harmless
         self.hooks[(group_name, name)] = hook
-        return _xml_answer("PutLifecycleHook")
+        return query.answer("PutLifecycleHook")
 
     def _describe_lifecycle_hooks(self, request, params):
         group_name = params.get("AutoScalingGroupName")
@@ -365,7 +305,7 @@ class Lifecycle:
                 "LifecycleHookName", "AutoScalingGroupName", "LifecycleTransition", "NotificationTargetARN",
                 "RoleARN", "NotificationMetadata", "HeartbeatTimeout", "GlobalTimeout", "DefaultResult") if k in hook)
             members.append("<member>%s</member>" % fields)
-        return _xml_answer("DescribeLifecycleHooks", "<LifecycleHooks>%s</LifecycleHooks>" % "".join(members))
+        return query.answer("DescribeLifecycleHooks", "<LifecycleHooks>%s</LifecycleHooks>" % "".join(members))
 
     def _delete_lifecycle_hook(self, request, params):
         key = (params.get("AutoScalingGroupName"), params.get("LifecycleHookName"))
@@ -379,7 +319,7 @@ class Lifecycle:
             self._resolve(action, "ABANDON" if action["LifecycleTransition"] == LAUNCHING else "CONTINUE",
                           "hook deleted")
         self._forward(request)
-        return _xml_answer("DeleteLifecycleHook")
+        return query.answer("DeleteLifecycleHook")
 
     # --- actions ---------------------------------------------------------------------------------
     def _find_action(self, params):
@@ -407,7 +347,7 @@ class Lifecycle:
             raise LifecycleError("Valid values for LifecycleActionResult are CONTINUE and ABANDON, got %s" % result)
         action = self._find_action(params)
         self._resolve(action, result, "CompleteLifecycleAction")
-        return _xml_answer("CompleteLifecycleAction")
+        return query.answer("CompleteLifecycleAction")
 
     def _record_heartbeat(self, request, params):
         action = self._find_action(params)
@@ -417,7 +357,7 @@ class Lifecycle:
         self._event(action["EC2InstanceId"], action["AutoScalingGroupName"],
                     (self.instances.get(action["EC2InstanceId"]) or {}).get("state"),
                     "RecordLifecycleActionHeartbeat", hook=action["LifecycleHookName"])
-        return _xml_answer("RecordLifecycleActionHeartbeat")
+        return query.answer("RecordLifecycleActionHeartbeat")
 
     def expire(self, instance_id=None, token=None, hook=None):
         """Lab control: time an action out now (its hook's DefaultResult applies)."""
@@ -433,8 +373,8 @@ class Lifecycle:
         """Create one action per hook of that transition; notify.  Returns the tokens."""
         tokens = []
         now = time.time()
-        for (hook_group, _), hook in sorted(self.hooks.items()):
-            if hook_group != group or hook["LifecycleTransition"] != transition:
+        for key, hook in sorted(self.hooks.items()):
+            if key[0] != group or hook["LifecycleTransition"] != transition:
                 continue
             token = str(uuid.uuid4())
             action = {
@@ -461,7 +401,7 @@ class Lifecycle:
             "LifecycleTransition": action["LifecycleTransition"],
             "AutoScalingGroupName": action["AutoScalingGroupName"],
             "Service": "AWS Auto Scaling",
-            "Time": _now_iso(),
+            "Time": query.now_iso(),
             "EC2InstanceId": action["EC2InstanceId"],
             "LifecycleActionToken": action["LifecycleActionToken"],
         }
@@ -566,9 +506,10 @@ class Lifecycle:
         record = {"group": group, "state": "Pending", "since": time.time(), "until": None, "member": member, "tokens": []}
         self.instances[instance_id] = record
         self._event(instance_id, group, "Pending", "launched")
-        record["tokens"] = self._start_actions(instance_id, group, LAUNCHING)
-        if record["tokens"]:
+        if self._has_hook(group, LAUNCHING):
+            # the state first, then the notifications: whoever reads one sees Pending:Wait
             self._set_state(record, instance_id, "Pending:Wait", "launching lifecycle hook")
+            record["tokens"] = self._start_actions(instance_id, group, LAUNCHING)
         else:
             del self.instances[instance_id]
             self._event(instance_id, group, "InService", "no launching hook")
@@ -590,18 +531,18 @@ class Lifecycle:
         # moto launches the replacement at once when the capacity is not decremented
         self.client("autoscaling").detach_instances(
             AutoScalingGroupName=group, InstanceIds=[instance_id], ShouldDecrementDesiredCapacity=decrement)
-        record["tokens"] = self._start_actions(instance_id, group, TERMINATING)
-        if record["tokens"]:
+        if self._has_hook(group, TERMINATING):
             self._set_state(record, instance_id, "Terminating:Wait", "terminating lifecycle hook")
+            record["tokens"] = self._start_actions(instance_id, group, TERMINATING)
         else:
             self._set_state(record, instance_id, "Terminating:Proceed", "no terminating hook")
         self.sync()
 
     def _has_hook(self, group, transition):
-        return any(g == group and h["LifecycleTransition"] == transition for (g, _), h in self.hooks.items())
+        return any(g == group and h["LifecycleTransition"] == transition for (g, unused_name), h in self.hooks.items())
 
     def _create_group(self, request, params):
-        specs = _members(params, "LifecycleHookSpecificationList")
+        specs = query.members(params, "LifecycleHookSpecificationList")
         name = params.get("AutoScalingGroupName")
         hooks = []
         for spec in specs:  # validated before anything is created, as AWS does
@@ -639,9 +580,9 @@ class Lifecycle:
         return self._response(status, body, dict(headers))
 
     def _scale_in_first(self, group, params, action):
-        desired = _int_param(params, "DesiredCapacity")
-        low = _int_param(params, "MinSize")
-        high = _int_param(params, "MaxSize")
+        desired = query.int_param(params, "DesiredCapacity")
+        low = query.int_param(params, "MinSize")
+        high = query.int_param(params, "MaxSize")
         low = group["MinSize"] if low is None else low
         high = group["MaxSize"] if high is None else high
         members = group["Instances"]
@@ -672,14 +613,14 @@ class Lifecycle:
                                 member=member)
         description = "Terminating EC2 instance: %s" % instance_id
         cause = ("At %s instance %s was taken out of service in response to a user request%s."
-                 % (_now_iso()[:19] + "Z", instance_id,
+                 % (query.now_iso()[:19] + "Z", instance_id,
                     ", shrinking the capacity from %d to %d" % (before, before - 1) if decrement else ""))
         inner = ("<Activity><ActivityId>%s</ActivityId><AutoScalingGroupName>%s</AutoScalingGroupName>"
                  "<Description>%s</Description><Cause>%s</Cause><StartTime>%s</StartTime>"
                  "<StatusCode>InProgress</StatusCode><Progress>0</Progress><Details>%s</Details></Activity>"
-                 % (uuid.uuid4(), escape(group), escape(description), escape(cause), _now_iso(),
+                 % (uuid.uuid4(), escape(group), escape(description), escape(cause), query.now_iso(),
                     escape(json.dumps({"Availability Zone": member.get("AvailabilityZone", "")}))))
-        return _xml_answer("TerminateInstanceInAutoScalingGroup", inner)
+        return query.answer("TerminateInstanceInAutoScalingGroup", inner)
 
     def _delete_group(self, request, params):
         status, body, headers = self._forward(request)
@@ -691,71 +632,21 @@ class Lifecycle:
             self._forget_group(name)
         return self._response(status, body, dict(headers))
 
+    def _disable_metrics_collection(self, request, params):
+        """moto 5.2.5 answers 500 NotImplemented; amazon.aws.autoscaling_group calls it on every update."""
+        self._require_group(params.get("AutoScalingGroupName"))
+        return query.answer_empty("DisableMetricsCollection")
+
     # --- describe overlay ------------------------------------------------------------------------
     def _describe(self, request, action):
         self.sync()
         status, body, headers = self._forward(request)
         if status >= 300 or not self.instances:
             return self._response(status, body, dict(headers))
-        root = ET.fromstring(body)
-        ns = "{%s}" % NS
-        if action == "DescribeAutoScalingGroups":
-            for group in root.findall(".//%sAutoScalingGroups/%smember" % (ns, ns)):
-                instances = group.find(ns + "Instances")
-                if instances is None:
-                    instances = ET.SubElement(group, ns + "Instances")
-                self._overlay_members(instances, group.findtext(ns + "AutoScalingGroupName"), with_group=False)
-        else:
-            container = root.find(".//%sAutoScalingInstances" % ns)
-            if container is not None:
-                wanted = {v for k, v in _params(request).items() if k.startswith("InstanceIds.member.")}
-                self._overlay_members(container, None, with_group=True, wanted=wanted)
-        body = ET.tostring(root, encoding="unicode").encode()
+        wanted = {v for k, v in query.params(request).items() if k.startswith("InstanceIds.member.")}
+        body = query.overlay_describe(action, body, self.instances, wanted)
         headers = {k: v for k, v in headers if k.lower() not in ("content-length", "transfer-encoding")}
-        return self._response(status, b'<?xml version="1.0" encoding="UTF-8"?>\n' + body, headers)
-
-    def _overlay_members(self, container, group, with_group, wanted=None):
-        seen = set()
-        for member in container.findall("{%s}member" % NS):
-            instance_id = member.findtext("{%s}InstanceId" % NS)
-            seen.add(instance_id)
-            record = self.instances.get(instance_id)
-            state = member.find("{%s}LifecycleState" % NS)
-            if record is not None and state is not None:
-                state.text = record["state"]
-        for instance_id, record in sorted(self.instances.items()):
-            if instance_id in seen or not record["state"].startswith("Terminating"):
-                continue
-            if (group is not None and record["group"] != group) or (wanted and instance_id not in wanted):
-                continue
-            container.append(self._member_element(instance_id, record, with_group))
-
-    @staticmethod
-    def _member_element(instance_id, record, with_group):
-        info = record.get("member") or {}
-        el = ET.Element("{%s}member" % NS)
-
-        def add(parent, tag, text):
-            child = ET.SubElement(parent, "{%s}%s" % (NS, tag))
-            child.text = text
-            return child
-
-        add(el, "InstanceId", instance_id)
-        if with_group:
-            add(el, "AutoScalingGroupName", record["group"])
-        add(el, "InstanceType", info.get("InstanceType", "t2.micro"))
-        add(el, "AvailabilityZone", info.get("AvailabilityZone", ""))
-        add(el, "LifecycleState", record["state"])
-        add(el, "HealthStatus", info.get("HealthStatus", "Healthy"))
-        if info.get("LaunchTemplate"):
-            template = ET.SubElement(el, "{%s}LaunchTemplate" % NS)
-            for key in ("LaunchTemplateId", "LaunchTemplateName", "Version"):
-                if info["LaunchTemplate"].get(key):
-                    add(template, key, info["LaunchTemplate"][key])
-        if info.get("LaunchConfigurationName"):
-            add(el, "LaunchConfigurationName", info["LaunchConfigurationName"])
-        add(el, "ProtectedFromScaleIn", "true" if info.get("ProtectedFromScaleIn") else "false")
-        return el
+        return self._response(status, body, headers)
 
     # --- time --------------------------------------------------------------------------------------
     def _terminate_now(self, instance_id):
