@@ -21,7 +21,8 @@ Description: chef-client stand-in of the cloudefigo lab
  Registers and converges against the lab's Chef server (signed requests, ohai data); runs no
  recipes. Source: lab/vm/chef_standin.py.
 CONTROL
-install -m 0755 "$HERE/chef_standin.py" "$WORK/chef/usr/bin/chef-client"
+{ echo '#!/usr/bin/python3'; cat "$HERE/chef_standin.py"; } >"$WORK/chef/usr/bin/chef-client"
+chmod 0755 "$WORK/chef/usr/bin/chef-client"
 find "$WORK/chef" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 dpkg-deb --root-owner-group -Zxz --build "$WORK/chef" "$WORK/chef.deb" >/dev/null
 if [ -f "$DEB" ] && cmp -s "$WORK/chef.deb" "$DEB"; then

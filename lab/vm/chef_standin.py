@@ -1,11 +1,11 @@
-#!/usr/bin/python3
 # Copyright: Contributors to cloudefigo.core
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """chef-client stand-in for the cloudefigo lab (Debian has no Chef client package).
 
-Installed as /usr/bin/chef-client by the lab's chef package (playbooks/tasks/lab_prepare.yml), run by
-roles/chef_client (first run) and its chef-client.service (the schedule).  Python 3 standard library
+Installed as /usr/bin/chef-client by the lab's chef package (lab/vm/chef-deb.sh adds the
+#!/usr/bin/python3 line; playbooks/tasks/lab_prepare.yml uploads it), run by roles/chef_client
+(first run) and its chef-client.service (the schedule).  Python 3 standard library
 only: the lab VM has nothing else.  What it does, as chef-client does it:
 
 1. reads client.rb (the lines roles/chef_client writes: ``key 'ruby string'``, ``key :symbol``);
@@ -56,25 +56,31 @@ class RunError(Exception):
 
 # --- client.rb ----------------------------------------------------------------------------------
 
-_LINE = re.compile(r"^([a-z_][a-z0-9_]*)\s+(.+?)\s*$")
+_KEY = re.compile(r"([a-z_][a-z0-9_]*)[ \t]+")
 
 
 def _ruby_single(text):
     """A Ruby single-quoted string literal (only \\\\ and \\' are escapes); None when it is not one."""
-    if len(text) < 2 or text[0] != "'" or text[-1] != "'":
-        return None
-    out, index, body = [], 0, text[1:-1]
-    while index < len(body):
-        char = body[index]
-        if char == "\\" and index + 1 < len(body) and body[index + 1] in "\\'":
-            out.append(body[index + 1])
+    value, end = _scan_single(text, 0)
+    return value if value is not None and end == len(text) else None
+
+
+def _scan_single(text, start):
+    """(value, index after the closing quote) of the single-quoted literal at start, or (None, start)."""
+    if start >= len(text) or text[start] != "'":
+        return None, start
+    out, index = [], start + 1
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and index + 1 < len(text) and text[index + 1] in "\\'":
+            out.append(text[index + 1])
             index += 2
-            continue
-        if char == "'":
-            return None  # an unescaped quote: more than one literal on the line
-        out.append(char)
-        index += 1
-    return "".join(out)
+        elif char == "'":
+            return "".join(out), index + 1
+        else:
+            out.append(char)
+            index += 1
+    return None, start
 
 
 def parse_value(text):
@@ -96,19 +102,42 @@ def parse_value(text):
 
 
 def parse_client_rb(text):
-    """{setting: value} and the lines the stand-in cannot read (Ruby code it does not run)."""
-    config, ignored = {}, []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
+    """{setting: value} and the statements the stand-in cannot read (Ruby code it does not run).
+
+    A statement is ``key value`` with a Ruby single-quoted string (which may span lines, as the
+    role writes any value), a double-quoted string without interpolation, a symbol, an integer,
+    true/false/nil or STDOUT/STDERR.  Anything else is reported, never evaluated.
+    """
+    config, ignored, index = {}, [], 0
+    while index < len(text):
+        eol = text.find("\n", index)
+        eol = len(text) if eol < 0 else eol
+        line = text[index:eol].strip()
         if not line or line.startswith("#"):
+            index = eol + 1
             continue
-        match = _LINE.match(line)
-        try:
-            if not match:
-                raise ValueError(line)
-            config[match.group(1)] = parse_value(match.group(2))
-        except ValueError:
-            ignored.append("%d: %s" % (number, line))
+        start = index + len(text[index:eol]) - len(text[index:eol].lstrip())
+        number = text.count("\n", 0, start) + 1
+        match = _KEY.match(text, start)
+        if match:
+            value, after = _scan_single(text, match.end())
+            if value is not None:
+                rest_end = text.find("\n", after)
+                rest_end = len(text) if rest_end < 0 else rest_end
+                rest = text[after:rest_end].strip()
+                if not rest or rest.startswith("#"):
+                    config[match.group(1)] = value
+                    index = rest_end + 1
+                    continue
+            else:
+                try:
+                    config[match.group(1)] = parse_value(text[match.end():eol].split(" #")[0].strip())
+                    index = eol + 1
+                    continue
+                except ValueError:
+                    pass
+        ignored.append("%d: %s" % (number, line))
+        index = eol + 1
     return config, ignored
 
 
@@ -127,7 +156,7 @@ def _der(data, offset):
 
 
 def _der_sequence(data):
-    tag, body, _ = _der(data, 0)
+    tag, body = _der(data, 0)[:2]
     if tag != 0x30:
         raise ValueError("not a DER sequence")
     items, offset = [], 0
@@ -366,7 +395,7 @@ def os_release():
     out = {}
     for line in (_read("/etc/os-release", "") or "").splitlines():
         if "=" in line:
-            key, _, value = line.partition("=")
+            key, value = line.split("=", 1)
             out[key] = value.strip().strip('"')
     return out
 
