@@ -278,7 +278,8 @@ def check_args(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def sqs_client(settings: dict[str, Any]) -> Any:
-    import boto3  # pylint: disable=import-outside-toplevel  (only the running source needs it)
+    # only the running source needs it
+    import boto3  # pylint: disable=import-outside-toplevel
 
     session = boto3.session.Session(profile_name=settings["profile"]) if settings["profile"] else boto3.session.Session()
     region = settings["region"] or session.region_name or region_from_queue_url(settings["queue_url"])
@@ -339,7 +340,8 @@ class Source:
     def _delete_quietly(self, message: dict[str, Any]) -> None:
         try:
             self.delete(message)
-        except Exception as exc:  # pylint: disable=broad-except  (it comes back and is dropped again)
+        except Exception as exc:  # pylint: disable=broad-except
+            # it comes back and is dropped again
             LOG.warning("asg_lifecycle: could not delete message %s: %s", message.get("MessageId"), exc)
 
 
@@ -349,7 +351,8 @@ async def run(source: Source, queue: Any, retry_delay: float) -> None:
     while True:
         try:
             messages = await asyncio.to_thread(source.receive)
-        except Exception as exc:  # pylint: disable=broad-except  (network, throttling, credentials expiring)
+        except Exception as exc:  # pylint: disable=broad-except
+            # network, throttling, credentials expiring
             failures += 1
             pause = min(60.0, retry_delay * (2 ** min(failures - 1, 6)))
             LOG.warning("asg_lifecycle: ReceiveMessage failed (%s); again in %.1f s", exc, pause)
@@ -359,7 +362,8 @@ async def run(source: Source, queue: Any, retry_delay: float) -> None:
         for message in messages:
             try:
                 event = await asyncio.to_thread(source.handle, message)
-            except Exception as exc:  # pylint: disable=broad-except  (one bad message, the next is handled)
+            except Exception as exc:  # pylint: disable=broad-except
+                # one bad message, the next is handled
                 LOG.warning("asg_lifecycle: message %s not handled (%s); it comes back after the visibility timeout",
                             message.get("MessageId"), exc)
                 continue
