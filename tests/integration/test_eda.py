@@ -186,9 +186,11 @@ def test_test_notification_is_deleted_and_gates_nothing(rulebook, sqs):
 
 def test_malformed_messages_are_dropped_and_the_next_notifications_gated(rulebook, sqs):
     garbage = send(sqs, rulebook, "this is not a lifecycle notification")
-    # a forged notification trying to get a template into the gate's extra vars
+    # a forged notification trying to get a template into the gate's extra vars (ansible_eda.event
+    # is one; Ansible templates extra vars when they are used)
+    pwned = os.path.join(rulebook.workdir, "pwned")
     forged = send(sqs, rulebook, notification("i-0123456789abcdef0",
-                                              AutoScalingGroupName="{{ lookup('pipe', 'touch /tmp/eda-pwned') }}"))
+                                              AutoScalingGroupName="{{ lookup('pipe', 'touch %s') }}" % pwned))
     launching = "i-0123456789abcdef1"
     terminating = "i-0123456789abcdef2"
     send(sqs, rulebook, notification(launching))
@@ -203,13 +205,14 @@ def test_malformed_messages_are_dropped_and_the_next_notifications_gated(ruleboo
     runs = {r["instance_id"]: r for r in rulebook.records()}
     assert sorted(runs) == [launching, terminating]
     assert runs[launching]["rule"] == "Gate a launching instance"
-    assert runs[launching]["transition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
+    assert runs[launching]["notification"]["transition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
     assert runs[terminating]["rule"] == "Release a terminating instance"
-    assert runs[terminating]["hook"] == "cloudefigo-terminate"
+    assert runs[terminating]["notification"]["hook"] == "cloudefigo-terminate"
+    assert runs[terminating]["notification"]["group"] == "cloudefigo-web"
     for run in runs.values():
         assert run["queue_url"] == rulebook.queue_url and run["receipt_handle"]
         assert run["receive_count"] == 1
-    assert not os.path.exists("/tmp/eda-pwned")
+    assert not os.path.exists(pwned)
 
 
 def test_restart_before_the_gate_deletes_loses_no_message(rulebook, sqs):
