@@ -48,12 +48,12 @@ def test_queue_policy(policy):
     expected += [(p, a, EXPLICIT_DENY) for p in OTHERS + [NOTIFY] for a in READ + ["sqs:PurgeQueue"]]
     expected += [(ADMIN, a, ALLOWED) for a in ADMIN_ACTIONS]
     expected += [(p, a, EXPLICIT_DENY) for p in OTHERS + [EDA, CONTROLLER, NOTIFY] for a in ADMIN_ACTIONS]
-    cases = [case(p, a, policy) for p, a, _ in expected]
+    cases = [case(p, a, policy) for p, a, _want in expected]
     # no TLS, no access: not even the hook's role or the gate
     plain = [(NOTIFY, "sqs:SendMessage"), (EDA, "sqs:ReceiveMessage"), (CONTROLLER, "sqs:DeleteMessage")]
     cases += [case(p, a, policy, **{"aws:SecureTransport": "false"}) for p, a in plain]
     results = simulate(cases)
-    wanted = [w for _, _, w in expected] + [EXPLICIT_DENY] * len(plain)
+    wanted = [w for _p, _a, w in expected] + [EXPLICIT_DENY] * len(plain)
     got = [(c.principal, c.action, c.context["aws:SecureTransport"], r.result, r.errors) for c, r in zip(cases, results)]
     assert [g[3] for g in got] == wanted, [g for g, w in zip(got, wanted) if g[3] != w]
     # the decisions rest on the keys the policy names: none was dropped as not applicable
