@@ -7,16 +7,13 @@ records each run and deletes the message as the gate does once it finished.
 """
 import json
 import os
-import signal
-import subprocess
-import time
 import uuid
 
 import pytest
 
-from _lab import ROOT, ansible_env, moto_reset, secure_launch_lab_vars
+from _eda import Rulebook, notification, queue_counts, wait_until
+from _lab import ROOT, moto_reset, secure_launch_lab_vars
 
-VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 RECORDER = os.path.join(ROOT, "tests", "integration", "eda", "gate_recorder.yml")
 QUEUE = "cloudefigo-asg-lifecycle"
 # long enough for a recorder run (so no test sees a duplicate), short enough for the restart test
@@ -24,118 +21,16 @@ VISIBILITY = 10
 HELD = "i-0aaaaaaaaaaaaaaa1"
 
 
-def notification(instance_id, transition="autoscaling:EC2_INSTANCE_LAUNCHING", **changes):
-    """A lifecycle notification as Auto Scaling sends it to an SQS target."""
-    doc = {
-        "Origin": "EC2", "Destination": "AutoScalingGroup", "Service": "AWS Auto Scaling",
-        "Time": "2026-11-29T23:00:00.000Z", "RequestId": str(uuid.uuid4()),
-        "LifecycleActionToken": str(uuid.uuid4()), "AccountId": "123456789012",
-        "AutoScalingGroupName": "cloudefigo-web", "LifecycleHookName": "cloudefigo-launch",
-        "EC2InstanceId": instance_id, "LifecycleTransition": transition, "NotificationMetadata": "lab",
-    }
-    doc.update(changes)
-    return json.dumps(doc)
-
-
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-
-
-def descendants(pid):
-    """Every process below pid (ansible-runner starts ansible-playbook in a session of its own)."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as handle:
-                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-class Rulebook:
-    """ansible-rulebook running cloudefigo.core.asg_gate with the lab's settings."""
+class RecorderRulebook(Rulebook):
+    """The rulebook with the recording stand-in gate; records() lists its runs."""
 
     def __init__(self, lab, workdir, queue_url):
-        self.lab = lab
-        self.workdir = workdir
-        self.queue_url = queue_url
         self.record = os.path.join(workdir, "record.jsonl")
         self.release = os.path.join(workdir, "release")
-        self.proc = None
-        self.log_path = None
-        self.starts = 0
-        inventory = {"all": {"hosts": {"localhost": {"ansible_connection": "local"}},
-                             "vars": dict(secure_launch_lab_vars(lab),
-                                          lab_aws_endpoint=lab["LAB_AWS_ENDPOINT"],
-                                          eda_test_record=self.record, eda_test_release=self.release,
-                                          eda_test_hold=[HELD], eda_test_fail=[])}}
-        self.inventory = os.path.join(workdir, "inventory.yml")
-        with open(self.inventory, "w") as handle:
-            json.dump(inventory, handle)
-        self.vars = os.path.join(workdir, "vars.yml")
-        with open(self.vars, "w") as handle:
-            json.dump({"asg_eda_queue_url": queue_url, "asg_eda_region": "us-east-1",
-                       "asg_eda_endpoint_url": lab["LAB_AWS_ENDPOINT"], "asg_eda_playbook": RECORDER,
-                       "asg_eda_visibility_timeout": VISIBILITY, "asg_eda_wait_time_seconds": 1,
-                       "asg_eda_retry_delay": 1}, handle)
-
-    def start(self):
-        self.starts += 1
-        self.log_path = os.path.join(self.workdir, "rulebook-%d.log" % self.starts)
-        env = ansible_env(self.lab, {"PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", "")})
-        with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen(
-                [os.path.join(VENV_BIN, "ansible-rulebook"), "-r", "cloudefigo.core.asg_gate",
-                 "--vars", self.vars, "-i", self.inventory, "-v"],
-                cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(lambda: "asg_lifecycle: reading" in self.log() or self.proc.poll() is not None, 60,
-                   "the rulebook to read the queue")
-        assert self.proc.poll() is None, self.log()
-
-    def kill(self):
-        """SIGKILL the rulebook and everything it started: a host that died."""
-        pids = descendants(self.proc.pid)
-        self.proc.kill()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.proc.wait(timeout=30)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            pids = descendants(self.proc.pid)
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-
-    def log(self):
-        with open(self.log_path, errors="replace") as handle:
-            return handle.read()
+        inventory_vars = dict(secure_launch_lab_vars(lab), lab_aws_endpoint=lab["LAB_AWS_ENDPOINT"],
+                              eda_test_record=self.record, eda_test_release=self.release,
+                              eda_test_hold=[HELD], eda_test_fail=[])
+        super().__init__(lab, workdir, queue_url, RECORDER, inventory_vars, lab["LAB_AWS_ENDPOINT"], VISIBILITY)
 
     def records(self):
         if not os.path.exists(self.record):
@@ -156,16 +51,10 @@ def sqs(lab):
 @pytest.fixture(scope="module")
 def rulebook(lab, sqs, tmp_path_factory):
     url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
-    book = Rulebook(lab, str(tmp_path_factory.mktemp("eda")), url)
+    book = RecorderRulebook(lab, str(tmp_path_factory.mktemp("eda")), url)
     book.start()
     yield book
     book.stop()
-
-
-def counts(sqs, url):
-    """(visible, in flight) messages of the queue."""
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
 
 def send(sqs, rulebook, body):
@@ -181,7 +70,7 @@ def test_test_notification_is_deleted_and_gates_nothing(rulebook, sqs):
     message_id = send(sqs, rulebook, test)
     wait_until(lambda: "deleting test notification %s" % message_id in rulebook.log(), 30, "the test notification")
     # the log line comes just before the delete
-    wait_until(lambda: counts(sqs, rulebook.queue_url) == (0, 0), 10, "the test notification to be deleted")
+    wait_until(lambda: queue_counts(sqs, rulebook.queue_url) == (0, 0), 10, "the test notification to be deleted")
     assert rulebook.records() == []
 
 
@@ -198,7 +87,7 @@ def test_malformed_messages_are_dropped_and_the_next_notifications_gated(ruleboo
     send(sqs, rulebook, notification(terminating, "autoscaling:EC2_INSTANCE_TERMINATING",
                                      LifecycleHookName="cloudefigo-terminate"))
     wait_until(lambda: len(rulebook.records()) >= 2, 90, "two gate runs")
-    wait_until(lambda: counts(sqs, rulebook.queue_url) == (0, 0), 30, "the gate to delete both messages")
+    wait_until(lambda: queue_counts(sqs, rulebook.queue_url) == (0, 0), 30, "the gate to delete both messages")
     log = rulebook.log()
     assert "malformed message %s from" % garbage in log and "deleted: the body is not JSON" in log
     assert "malformed message %s from" % forged in log and "AutoScalingGroupName has an unexpected form" in log
@@ -221,13 +110,13 @@ def test_restart_before_the_gate_deletes_loses_no_message(rulebook, sqs):
     send(sqs, rulebook, notification(HELD))
     wait_until(lambda: [r for r in rulebook.records() if r["instance_id"] == HELD], 60, "the held gate run")
     rulebook.kill()
-    assert counts(sqs, rulebook.queue_url) == (0, 1)  # in flight, not deleted
+    assert queue_counts(sqs, rulebook.queue_url) == (0, 1)  # in flight, not deleted
     with open(rulebook.release, "w") as handle:
         handle.write("go")
     rulebook.start()
     runs = wait_until(lambda: [r for r in rulebook.records() if r["instance_id"] == HELD][1:], VISIBILITY + 60,
                       "the held notification to be gated again after the restart")
-    wait_until(lambda: counts(sqs, rulebook.queue_url) == (0, 0), 30, "the gate to delete the message")
+    wait_until(lambda: queue_counts(sqs, rulebook.queue_url) == (0, 0), 30, "the gate to delete the message")
     first = [r for r in rulebook.records() if r["instance_id"] == HELD][0]
     assert runs[0]["receive_count"] == 2
     assert runs[0]["receipt_handle"] != first["receipt_handle"]
