@@ -128,4 +128,3 @@ def queue_counts(sqs, url):
     """(visible, in flight) messages of the queue."""
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
-
