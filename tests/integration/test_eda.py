@@ -121,3 +121,20 @@ def test_restart_before_the_gate_deletes_loses_no_message(rulebook, sqs):
     assert runs[0]["receive_count"] == 2
     assert runs[0]["receipt_handle"] != first["receipt_handle"]
     assert len([r for r in rulebook.records() if r["instance_id"] == HELD]) == 2
+
+
+def test_rulebook_without_a_gate_playbook_stops_at_start(lab, tmp_path):
+    """Not an error per delivered message that loops until the dead-letter queue: it stops at once."""
+    book = Rulebook(lab, str(tmp_path), "http://127.0.0.1:1/123456789012/none", RECORDER, {}, lab["LAB_AWS_ENDPOINT"], 5)
+    with open(book.vars) as handle:
+        settings = json.load(handle)
+    del settings["asg_eda_playbook"]
+    with open(book.vars, "w") as handle:
+        json.dump(settings, handle)
+    try:
+        with pytest.raises(AssertionError):
+            book.start()
+        assert book.proc.wait(timeout=60) != 0
+    finally:
+        book.stop()
+    assert "'asg_eda_playbook' is undefined" in book.log()
