@@ -13,13 +13,13 @@ short_description: Find what outlived its instance (key, role and profile, data 
 version_added: 0.2.0
 description:
   - Reads every launch record (M(cloudefigo.core.launch_record)) in O(bucket) under O(prefix), looks
-    up each record's instance, and for every instance that is gone reads what its record names: the
+    up each record's instance, and for every instance that is gone reads what its record names (the
     volume key (every version's tags), the instance role and instance profile (tags, quarantine
-    policy), the data volumes (state, tags), the Chef node (ownership marks) and its API client.
+    policy), the data volumes (state, tags), the Chef node (ownership marks) and its API client).
   - An instance is gone when EC2 reports it C(terminated), or no longer knows it (it is missing from
     C(DescribeInstances), which AWS does about an hour after termination) in a region of O(regions)
     of the caller's account. A record of another account or of a region not audited, and any lookup
-    error, make the record I(unknown) (RV(unknown)): nothing of it is judged or removable.
+    error, make the record I(unknown) (RV(unknown)); nothing of it is judged or removable.
   - A resource is ours (RV(leftovers[].resources[].ours)) only when the record names it AND its own
     ownership marks (tags C(cloudefigo:instance-id) and C(cloudefigo:launch-id), the Chef node's
     C(cloudefigo) attributes, every version of the key) name the record's instance and launch. A
@@ -28,7 +28,7 @@ description:
   - The first time a record's instance is seen gone, the module tags the record with
     C(cloudefigo:gone-since) (the controller alone may tag objects of the key bucket); an instance
     seen again loses the tag. Once gone for O(reconcile_after), RV(leftovers[].remove) says what to
-    remove. The module itself removes nothing: the audit playbook removes with the modules that
+    remove. The module itself removes nothing; the audit playbook removes with the modules that
     check the marks again (M(cloudefigo.core.volume_key), M(cloudefigo.core.instance_role),
     M(cloudefigo.core.chef_node), C(amazon.aws.ec2_vol), M(cloudefigo.core.launch_record)).
 author:
@@ -128,14 +128,14 @@ leftovers:
       description: Object key of the volume key (for the removal).
       type: str
     resources:
-      description: Each resource the record names, with C(kind) (key, role, instance_profile, volume, chef_node, chef_client),
-        C(name), C(present), C(ours), C(remove) (removable once due) and C(reason).
+      description: "Each resource the record names, with C(kind) (key, role, instance_profile, volume, chef_node, chef_client),
+        C(name), C(present), C(ours), C(remove) (removable once due) and C(reason)."
       type: list
       elements: dict
     remove:
       description:
-        - What to remove now (empty unless due): C(key_object), C(role) (with its profile), C(volumes), C(chef_node)
-          (with its client), and C(record) (true when everything present goes, then the record goes last).
+        - "What to remove now (empty unless due): C(key_object), C(role) (with its profile), C(volumes), C(chef_node)
+          (with its client), and C(record) (true when everything present goes, then the record goes last)."
       type: dict
   sample:
     - instance_id: i-0123456789abcdef0
@@ -152,8 +152,8 @@ leftovers:
         - {kind: role, name: cloudefigo-web-01, present: true, ours: true, remove: true, reason: marked for the record's instance and launch}
       remove: {key_object: volumes/web-01.key, role: cloudefigo-web-01, volumes: [], chef_node: web-01, record: true}
 unknown:
-  description: Records whose instance could not be judged (another account, a region not audited, a lookup error,
-    a record that cannot be read); nothing of them is removable.
+  description: "Records whose instance could not be judged (another account, a region not audited, a lookup error,
+    a record that cannot be read); nothing of them is removable."
   returned: always
   type: list
   elements: dict

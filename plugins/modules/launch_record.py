@@ -12,7 +12,7 @@ module: launch_record
 short_description: The controller's record of what one launch made, the proof the audit's reconciliation needs
 version_added: 0.2.0
 description:
-  - Writes (O(state=present)) or removes (O(state=absent)) the launch record of one instance: an empty
+  - Writes (O(state=present)) or removes (O(state=absent)) the launch record of one instance, an empty
     object C(<prefix><region>/<instance id>) in the key bucket (the bucket of M(cloudefigo.core.volume_key)),
     whose object tags name the instance, the launch, the region and account, the instance role and
     profile, the volume key object, the data volumes and the Chef node (and client) of that launch.
@@ -21,10 +21,10 @@ description:
     of the account, unlike the resources' own tags and a Chef node's attributes.
     M(cloudefigo.core.instance_leftovers) removes a leftover only when a record names it and its
     own ownership marks agree with the record.
-  - Written by the secure launch as soon as the instance exists (before its key, role and volume:
-    a record naming something not made yet is harmless, a resource made without a record would
-    never be reconciled), again when the data volume is attached, and by the Auto Scaling gate;
-    removed by C(terminate.yml) once everything it names is gone.
+  - Written by the secure launch right after the instance's volume key (the bucket exists then), naming
+    the role, profile and Chef node before they exist (a record naming something never made is
+    harmless; a resource made without a record could never be reconciled), again when the data volume
+    is attached, and by the Auto Scaling gate; removed by C(terminate.yml) once everything it names is gone.
   - Idempotent. The data volumes only ever grow (the union of the recorded and the given ones).
     A record of the same instance naming another launch is never overwritten; O(state=absent)
     refuses a record of another launch too.
