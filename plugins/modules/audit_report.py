@@ -66,7 +66,7 @@ options:
     default: []
   leftovers:
     description:
-      - The registered result of M(cloudefigo.core.instance_leftovers) (keys C(leftovers), C(unknown)): every
+      - The registered result of M(cloudefigo.core.instance_leftovers) (keys C(leftovers), C(unknown)); every
         present resource of a gone instance is a finding, and every record that could not be judged.
     type: dict
     default: {}
