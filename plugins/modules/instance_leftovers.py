@@ -20,7 +20,7 @@ description:
     C(DescribeInstances), which AWS does about an hour after termination) in a region of O(regions)
     of the caller's account. A record of another account or of a region not audited, and any lookup
     error, make the record I(unknown) (RV(unknown)); nothing of it is judged or removable.
-  - A resource is ours (RV(leftovers[].resources[].ours)) only when the record names it AND its own
+  - A resource is ours (C(ours) in RV(leftovers[].resources)) only when the record names it AND its own
     ownership marks (tags C(cloudefigo:instance-id) and C(cloudefigo:launch-id), the Chef node's
     C(cloudefigo) attributes, every version of the key) name the record's instance and launch. A
     look-alike with copied marks but no record, or a resource of the same name with other marks, is
@@ -240,8 +240,9 @@ class Leftovers:
     def record_keys(self):
         keys = []
         try:
-            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.module.params["prefix"],
-                                                                         ExpectedBucketOwner=self.owner):
+            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.module.params["prefix"],
+                                                                      ExpectedBucketOwner=self.owner)
+            for page in pages:
                 keys += [item["Key"] for item in page.get("Contents") or []]
         except AWS_ERRORS as exc:
             self.module.fail_json_aws(exc, msg="Could not list the launch records in s3://%s/%s" % (self.bucket, self.module.params["prefix"]))

@@ -60,7 +60,6 @@ options:
   key_object:
     description: Object key of the volume key in O(bucket).
     type: str
-    no_log: false
   instance_region:
     description:
       - Region of the instance; default the module's O(region) (the key bucket's connection). The audit
