@@ -201,8 +201,12 @@ def test_terminated_instance_is_reported_and_nothing_removed(fleet):
 
     # audit_reconcile off (the default), delay 0: reported, never removed
     result, found = fleet.reconcile(audit_reconcile_after=0)
-    assert [entry["instance_id"] for entry in found["leftovers"]] == [fleet.ids["gone"]], found
-    entry = found["leftovers"][0]
+    by_id = dict((entry["instance_id"], entry) for entry in found["leftovers"])
+    assert sorted(by_id) == sorted([fleet.ids["gone"], fleet.unknown_id]), found
+    # not known to EC2 in an audited region: gone (its record names nothing, so only the record goes)
+    assert by_id[fleet.unknown_id]["reason"].startswith("EC2 does not know the instance"), by_id[fleet.unknown_id]
+    assert by_id[fleet.unknown_id]["resources"] == [] and by_id[fleet.unknown_id]["remove"]["record"], by_id[fleet.unknown_id]
+    entry = by_id[fleet.ids["gone"]]
     present = dict(((r["kind"], r["name"]), r) for r in entry["resources"] if r["present"])
     name = fleet.names["gone"]
     assert set(present) == {("key", "volumes/%s.key" % name), ("role", "cloudefigo-" + name),
@@ -222,7 +226,7 @@ def test_terminated_instance_is_reported_and_nothing_removed(fleet):
 
 def test_nothing_is_removed_within_audit_reconcile_after(fleet):
     _result, found = fleet.reconcile(audit_reconcile=True, audit_reconcile_after="1d")
-    entry = found["leftovers"][0]
+    entry = next(e for e in found["leftovers"] if e["instance_id"] == fleet.ids["gone"])
     assert not entry["due"] and found["reconcile_after"] == 86400, entry
     assert entry["remove"] == {"key_object": None, "role": None, "volumes": [], "chef_node": None, "record": False}
     assert fleet.state("gone") == fleet.gone_before
@@ -246,7 +250,7 @@ def test_lookup_error_is_unknown_and_removes_nothing(lab, fleet):
         moto_post(lab, "/moto-api/reset-auth", b"inf")
     assert found["leftovers"] == [], found
     failed = dict((entry["instance_id"], entry["reason"]) for entry in found["unknown"] if entry["region"] == "us-east-1")
-    assert sorted(failed) == sorted(fleet.ids.values()), found
+    assert sorted(failed) == sorted(list(fleet.ids.values()) + [fleet.unknown_id]), found
     assert all("DescribeInstances" in reason for reason in failed.values()), found
     assert fleet.state("gone") == fleet.gone_before
     assert fleet.state("live") == fleet.before["live"]
@@ -254,12 +258,14 @@ def test_lookup_error_is_unknown_and_removes_nothing(lab, fleet):
 
 def test_check_mode_reports_what_would_be_removed(fleet):
     result, found = fleet.reconcile(check=True, audit_reconcile=True, audit_reconcile_after=0)
-    assert found["leftovers"][0]["remove"]["key_object"], found
-    shred = result.task_results("Crypto-shred the volume key (every version)")
+    assert next(e for e in found["leftovers"] if e["instance_id"] == fleet.ids["gone"])["remove"]["key_object"], found
+    # (one include per due record: the record of the unknown instance names no key, its shred is skipped)
+    shred = [r for r in result.task_results("Crypto-shred the volume key (every version)") if not r.get("skipped")]
     assert shred and not shred[0].get("failed"), shred[0].get("msg")
     assert shred[0]["changed"] and shred[0]["deleted_versions"] == len(fleet.gone_before["key_versions"]), shred
-    assert result.task_results("Deregister the Chef node and its client")[0]["changed"]
+    assert [r for r in result.task_results("Deregister the Chef node and its client") if not r.get("skipped")][0]["changed"]
     assert fleet.state("gone") == fleet.gone_before
+    assert fleet.aws.client("s3").list_objects_v2(Bucket=KEY_BUCKET, Prefix="%sus-east-1/%s" % (PREFIX, fleet.unknown_id))["KeyCount"] == 1
 
 
 def test_reconcile_removes_the_proven_leftovers_only(lab, fleet):
@@ -278,6 +284,7 @@ def test_reconcile_removes_the_proven_leftovers_only(lab, fleet):
     assert 'id="total-reconciled"' in html and "volumes/%s.key" % fleet.names["gone"] in html
     assert "region eu-west-1 is not audited" in html
 
+    assert not fleet.aws.client("s3").list_objects_v2(Bucket=KEY_BUCKET, Prefix="%sus-east-1/%s" % (PREFIX, fleet.unknown_id)).get("Contents")
     # the next run finds nothing of it any more, and still leaves the others alone
     _result, found = fleet.reconcile(audit_reconcile=True, audit_reconcile_after=0)
     assert found["leftovers"] == [] and found["live"] == 1, found
@@ -311,6 +318,12 @@ def plant_lookalikes(fleet):
             "cloudefigo:role": fleet.lookalike, "cloudefigo:key-object": "volumes/%s.key" % fleet.lookalike,
             "cloudefigo:chef-node": fleet.lookalike}
     s3.put_object(Bucket=KEY_BUCKET, Key=fleet.far_record, Body=b"", Tagging="&".join("%s=%s" % kv for kv in tags.items()))
+    # a record of an instance EC2 does not know at all, in the audited region: gone, with nothing left but the record
+    fleet.unknown_id = "i-0aaaaaaaaaaaaaaaa"
+    tags = dict((k, v) for k, v in tags.items() if k in ("cloudefigo:launch-id", "cloudefigo:account"))
+    tags.update({"cloudefigo:instance-id": fleet.unknown_id, "cloudefigo:region": "us-east-1"})
+    s3.put_object(Bucket=KEY_BUCKET, Key="%sus-east-1/%s" % (PREFIX, fleet.unknown_id), Body=b"",
+                  Tagging="&".join("%s=%s" % kv for kv in tags.items()))
     fleet.lookalike_before = lookalike_state(fleet)
     assert all(fleet.lookalike_before.values()), fleet.lookalike_before
 
