@@ -245,6 +245,10 @@ class Leftovers:
             for page in pages:
                 keys += [item["Key"] for item in page.get("Contents") or []]
         except AWS_ERRORS as exc:
+            if error_code(exc) == "NoSuchBucket":
+                # no key bucket yet: no launch, no record, nothing to judge or remove
+                self.module.warn("bucket %s does not exist: no launch records to read" % self.bucket)
+                return []
             self.module.fail_json_aws(exc, msg="Could not list the launch records in s3://%s/%s" % (self.bucket, self.module.params["prefix"]))
         return sorted(keys)
 

@@ -169,13 +169,15 @@ from ansible_collections.cloudefigo.core.plugins.module_utils._aws import retryi
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import s3_bucket_name_problem
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import tag_dict
 from ansible_collections.cloudefigo.core.plugins.module_utils._key_custody import instance_id_problem
+from ansible_collections.cloudefigo.core.plugins.module_utils._key_custody import launch_id_problem
 
 
 def read_record(module, s3, bucket, key, owner):
     """The record's fields, or None when there is no record; fails on any other error."""
     try:
         answer = s3.get_object_tagging(Bucket=bucket, Key=key, ExpectedBucketOwner=owner, aws_retry=True)
-    except is_boto3_error_code(["NoSuchKey", "404", "NotFound"]):
+    except is_boto3_error_code(["NoSuchKey", "404", "NotFound", "NoSuchBucket"]):
+        # (no bucket: no record; writing one then fails with NoSuchBucket, naming the bucket)
         return None
     except AWS_ERRORS as e:  # pylint: disable=duplicate-except
         module.fail_json_aws(e, msg="Could not read the launch record s3://%s/%s (a failed lookup is never taken for 'no record')"
@@ -192,7 +194,9 @@ def delete_all_versions(module, s3, bucket, key, owner):
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key, ExpectedBucketOwner=owner):
             found += [{"Key": v["Key"], "VersionId": v["VersionId"]}
                       for v in (page.get("Versions") or []) + (page.get("DeleteMarkers") or []) if v.get("Key") == key]
-    except AWS_ERRORS as e:
+    except is_boto3_error_code("NoSuchBucket"):
+        return 0
+    except AWS_ERRORS as e:  # pylint: disable=duplicate-except
         module.fail_json_aws(e, msg="Could not list the versions of s3://%s/%s" % (bucket, key))
     if found and not module.check_mode:
         try:
@@ -225,7 +229,12 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    for option, problem in (("bucket", s3_bucket_name_problem(params["bucket"])), ("instance_id", instance_id_problem(params["instance_id"]))):
+    if params["state"] == "present" and not params["launch_id"]:
+        module.fail_json(msg="launch_id is required with state=present: the record names the launch that made the resources")
+    checks = [("bucket", s3_bucket_name_problem(params["bucket"])), ("instance_id", instance_id_problem(params["instance_id"]))]
+    if params["launch_id"]:
+        checks.append(("launch_id", launch_id_problem(params["launch_id"])))
+    for option, problem in checks:
         if problem:
             module.fail_json(msg="%s: %s" % (option, problem))
     instance_region = params["instance_region"] or module.region

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from _lab import AWS, ROOT, chef_client, moto_post, moto_reset, run_playbook, s3_gateway_endpoint, secure_launch_lab_vars
+from _lab import AWS, ROOT, chef_client, moto_post, moto_reset, run_aws_module, run_playbook, s3_gateway_endpoint, secure_launch_lab_vars
 
 SECURE_LAUNCH = os.path.join(ROOT, "playbooks", "secure_launch.yml")
 AUDIT = os.path.join(ROOT, "playbooks", "audit.yml")
@@ -188,6 +188,18 @@ def test_the_launch_writes_a_record_of_what_it_makes(fleet):
         state = fleet.before[which]
         assert state["key_versions"] and state["role"] and state["profile"] and state["node"] and state["client"], state
         assert len(state["volumes"]) == 1 and state["volumes"][0][1] == "in-use", state
+
+
+def test_a_record_is_never_rewritten_or_removed_for_another_launch(lab, fleet):
+    record = dict(bucket=KEY_BUCKET, instance_id=fleet.ids["live"])
+    before = fleet.record("live")
+    again = run_aws_module(lab, "launch_record", launch_id=fleet.launch_id, **record)
+    assert not again.get("failed") and not again["changed"], again  # idempotent: the launch's own values
+    other = run_aws_module(lab, "launch_record", launch_id="another-launch", role_name="someone-else", **record)
+    assert other.get("failed") and "names launch %s, not another-launch" % fleet.launch_id in other["msg"], other
+    gone = run_aws_module(lab, "launch_record", launch_id="another-launch", state="absent", **record)
+    assert gone.get("failed") and "refusing to delete it" in gone["msg"], gone
+    assert fleet.record("live") == before
 
 
 def test_terminated_instance_is_reported_and_nothing_removed(fleet):
