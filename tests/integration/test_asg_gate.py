@@ -250,3 +250,76 @@ def test_two_runs_at_once_gate_once_then_scale_in_shreds(gate_lab):
     assert env.chef.request("GET", "/clients/%s" % instance, missing_ok=True) is None
     assert env.s3.list_object_versions(Bucket=KEY_BUCKET, Prefix="claims/asg-gate/%s.claim" % instance).get("Versions", []) == []
     poll(lambda: env.instance(instance)["State"]["Name"] == "terminated")
+
+
+def test_scale_out_of_two_first_fails_is_abandoned_shredded_and_replaced(gate_lab):
+    """The first instance's scan finds a critical: contained, ABANDON, terminated through the
+    terminating hook (key shredded, role and node gone); the other one and the replacement serve."""
+    env = gate_lab
+    name = "gate-scale-out"
+    failing, passing = env.group(name, [dict(LifecycleHookName="launch", LifecycleTransition=LAUNCHING, HeartbeatTimeout=300,
+                                             DefaultResult="ABANDON"),
+                                        dict(LifecycleHookName="shred", LifecycleTransition=TERMINATING, HeartbeatTimeout=300)], 2)
+    failing_target = env.scan_as(failing, {"report": "dojo_nessus_with_cvssv3.nessus", "scan_seconds": 1})
+    env.scan_as(passing, {"scan_seconds": 1})
+    env.play_instance(failing)
+    env.play_instance(passing)
+
+    result, summary = env.gate(name)
+    assert result.rc != 0 and _summary(summary) == {failing: "abandoned", passing: "production"}, result.stdout[-5000:]
+    assert len(scans_of(env.lab, failing_target)) == 1
+    # contained before it was abandoned: the isolation group, its role shrunk, the reason on it
+    terminating = poll(lambda: env.states(name).get(failing) == "Terminating:Wait")
+    assert terminating
+    assert env.groups_of(failing) == ["cloudefigo-isolation"]
+    tags = env.tags(failing)
+    assert tags["SecurityStatus"] == "remediation" and "scan" in tags["SecurityReason"], tags
+    assert [e["result"] for e in env.completions(failing)] == ["ABANDON"]
+    replacement, = poll(lambda: [i for i, s in env.states(name).items() if s == "Pending:Wait"] or None)
+    assert replacement not in (failing, passing)
+    assert len(env.key_versions(failing)) == 1  # shredded by the terminating hook, not before
+
+    env.scan_as(replacement, {"scan_seconds": 1})
+    env.play_instance(replacement)
+    result, summary = env.gate(name)
+    assert result.rc == 0, result.stdout[-5000:]
+    assert _summary(summary) == {failing: "cleaned_up", replacement: "production"}
+    poll(lambda: env.instance(failing)["State"]["Name"] == "terminated")
+    assert env.key_versions(failing) == []
+    assert env.role(failing) is None
+    assert env.chef.request("GET", "/nodes/%s" % failing, missing_ok=True) is None
+    poll(lambda: env.states(name) == {passing: "InService", replacement: "InService"})
+    for instance in (passing, replacement):
+        assert env.groups_of(instance) == ["cloudefigo-production"]
+        assert env.tags(instance)["SecurityStatus"] == "production"
+        assert len(env.key_versions(instance)) == 1
+
+
+def test_heartbeats_outlast_a_hook_timeout_shorter_than_the_scan_and_forged_tags_change_nothing(gate_lab):
+    """A scan longer than the hook's heartbeat timeout (DefaultResult ABANDON) still ends in CONTINUE;
+    an instance that only forges its tags (progress done, SecurityStatus=production from the launch
+    template) but has no Chef node is contained and abandoned without a scan."""
+    env = gate_lab
+    name = "gate-heartbeat"
+    timeout = 30  # AWS's smallest heartbeat timeout
+    slow, forged = env.group(name, [dict(LifecycleHookName="launch", LifecycleTransition=LAUNCHING, HeartbeatTimeout=timeout,
+                                         DefaultResult="ABANDON")], 2)
+    slow_target = env.scan_as(slow, {"scan_seconds": timeout + 10})
+    forged_target = env.scan_as(forged, {"scan_seconds": 1})
+    env.play_instance(slow)
+    env.play_instance(forged, chef=False)
+    assert env.tags(forged)["SecurityStatus"] == "production"
+
+    started = time.monotonic()
+    result, summary = env.gate(name)
+    assert time.monotonic() - started > timeout
+    assert _summary(summary) == {slow: "production", forged: "abandoned"}, result.stdout[-5000:]
+    assert [(e["result"], e["cause"]) for e in env.completions(slow)][0][0] == "CONTINUE"
+    assert all(e["cause"] != "HeartbeatTimeout" for e in env.completions(slow))
+    assert len(env.requests("RecordLifecycleActionHeartbeat")) >= 2
+    poll(lambda: env.states(name).get(slow) == "InService")
+
+    assert scans_of(env.lab, forged_target) == [] and len(scans_of(env.lab, slow_target)) == 1
+    assert [e["result"] for e in env.completions(forged)] == ["ABANDON"]
+    assert "Chef node" in [i for i in summary["instances"] if i["instance_id"] == forged][0]["reason"]
+    poll(lambda: env.instance(forged)["State"]["Name"] == "terminated")
