@@ -16,7 +16,7 @@ description:
     an instance, a run claims it; only the run whose claim was written gates the instance, so no
     instance is ever gated (scanned, completed) twice.
   - With O(state=present), writes the claim object C(<prefix><instance_id>.claim) into the key bucket
-    with C(If-None-Match: *): S3 writes it only if no object exists there, so of two concurrent runs
+    with the condition C(If-None-Match) C(*) -- S3 writes it only if no object exists there, so of two concurrent runs
     exactly one succeeds. A tag cannot do this (C(CreateTags) has no condition and the last writer wins).
   - RV(claimed) is true for the run that wrote the claim, and for a later call of the same O(run_id)
     (a retry of the same run); false when another run holds it (RV(holder) names it).
@@ -63,8 +63,8 @@ options:
     default: present
   omit_conditioned_denies:
     description:
-      - Lab switch (moto applies bucket-policy Deny statements without their conditions, so the lab's
-        key bucket has no policy): accept a bucket without the controllers-only statement.
+      - The lab switch (moto applies bucket-policy Deny statements without their conditions, so the lab's
+        key bucket has no policy) accepts a bucket without the controllers-only statement.
       - Accepted only together with a custom C(endpoint_url); never on AWS.
     type: bool
     default: false
@@ -85,7 +85,7 @@ notes:
     C(kms:GenerateDataKey) through S3 on its KMS key (the bucket's default encryption) -- what the
     controller already holds for C(cloudefigo.core.volume_key).
   - A claim is never taken over. When the run that holds it dies, the instance waits until the hook's
-    timeout and its default result applies (make it C(ABANDON): fail closed).
+    timeout and its default result applies (make it C(ABANDON) to fail closed).
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -310,7 +310,7 @@ class Claim:
             except AWS_ERRORS as e:
                 self.fail(e, "delete the claim")
             if answer.get("Errors"):
-                self.module.fail_json(msg="Could not delete claim %s: %s" % (self.key, answer["Errors"][0].get("Message")), errors=answer["Errors"])
+                self.module.fail_json(msg="Could not delete claim %s: %s" % (self.key, answer["Errors"][0].get("Message")))
         return len(everything), before
 
 

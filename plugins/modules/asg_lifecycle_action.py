@@ -16,11 +16,11 @@ description:
     (C(CompleteLifecycleAction)), then deletes the SQS message that announced it (O(sqs_queue_url),
     O(sqs_receipt_handle)) if one is given. An instance that no longer waits for O(hook_name) (its
     action completed by another run, timed out, or the instance is gone) is left alone
-    (RV(changed=false)) and its message deleted: nothing is left to do for it.
+    (RV(changed=false)) and its message deleted, as nothing is left to do for it.
   - O(action=heartbeat) records one heartbeat (C(RecordLifecycleActionHeartbeat)) and extends the
     SQS message's visibility (C(ChangeMessageVisibility)) to O(sqs_visibility_timeout).
   - O(action=keep_alive) does that every O(heartbeat_interval) seconds until the instance no longer
-    waits, O(stop_file) exists, or O(max_duration) has passed. Run it with C(async) and C(poll: 0)
+    waits, O(stop_file) exists, or O(max_duration) has passed. Run it with C(async) and C(poll=0)
     beside a long step (a Nessus scan) so the hook's heartbeat timeout never expires meanwhile; the
     gate writes O(stop_file) when it is done.
   - O(action=release_message) deletes the SQS message when O(instance_id) waits for no lifecycle
@@ -169,8 +169,8 @@ heartbeats:
   sample: 3
 stopped_because:
   description:
-    - Why O(action=keep_alive) stopped (C(stop_file), C(not_waiting), C(max_duration), C(check_mode): at once,
-      nothing recorded); null for the other actions.
+    - Why O(action=keep_alive) stopped (C(stop_file), C(not_waiting), C(max_duration), or C(check_mode), at once and
+      with nothing recorded); null for the other actions.
   returned: always
   type: str
   sample: stop_file
