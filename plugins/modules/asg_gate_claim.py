@@ -49,7 +49,7 @@ options:
     required: true
   run_id:
     description:
-      - Who claims: one id per gate run (an AWX job id, a random id). Required with O(state=present).
+      - Who claims, one id per gate run (an AWX job id, a random id). Required with O(state=present).
     type: str
   group_name:
     description:

@@ -16,7 +16,7 @@ description:
     (C(CompleteLifecycleAction)), then deletes the SQS message that announced it (O(sqs_queue_url),
     O(sqs_receipt_handle)) if one is given. An instance that no longer waits for O(hook_name) (its
     action completed by another run, timed out, or the instance is gone) is left alone
-    (RV(changed=false)) and its message deleted, as nothing is left to do for it.
+    (not a change) and its message deleted, as nothing is left to do for it.
   - O(action=heartbeat) records one heartbeat (C(RecordLifecycleActionHeartbeat)) and extends the
     SQS message's visibility (C(ChangeMessageVisibility)) to O(sqs_visibility_timeout).
   - O(action=keep_alive) does that every O(heartbeat_interval) seconds until the instance no longer
@@ -66,7 +66,6 @@ options:
     description:
       - The token of the notification, when known; without it the instance id identifies the action.
     type: str
-    no_log: true
   heartbeat_interval:
     description:
       - Seconds between two heartbeats of O(action=keep_alive); default a third of the hook's
@@ -90,7 +89,6 @@ options:
       - The receipt handle of that message. Heartbeats extend its visibility; O(action=complete)
         deletes it once the action is completed (or nothing is left to complete).
     type: str
-    no_log: true
   sqs_visibility_timeout:
     description:
       - Visibility timeout set at each heartbeat, in seconds (at most 43200). With O(action=keep_alive)
