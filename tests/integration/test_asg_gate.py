@@ -153,6 +153,14 @@ class Lab:
         summary = json.loads(open(extra["asg_gate_summary_file"]).read()) if os.path.exists(extra["asg_gate_summary_file"]) else None
         return result, summary
 
+    def receive(self, queue, instance_id):
+        """The lifecycle notification for instance_id (the test notification is dropped, as the rulebook does)."""
+        for message in self.sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+            if json.loads(message["Body"]).get("EC2InstanceId") == instance_id:
+                return message
+            self.sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        return None
+
     def requests(self, action):
         return [r for r in control(self.lab, "requests")["requests"] if r.get("action") == action]
 
@@ -183,21 +191,29 @@ def _summary(summary):
 
 
 def test_two_runs_at_once_gate_once_then_scale_in_shreds(gate_lab):
-    """Schedule and event at once: one claim wins, one scan, one CompleteLifecycleAction; then a
+    """Schedule and event at once: one claim wins, one scan, one CompleteLifecycleAction; the event's
+    SQS message is kept alive while its run works and deleted only once the instance is done; then a
     scale-in crypto-shreds the key and deletes role, profile, node and client."""
     env = gate_lab
     name = "gate-twice"
+    queue = env.sqs.create_queue(QueueName="gate-twice", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    arn = env.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    notify = {"NotificationTargetARN": arn, "RoleARN": ROLE}
     instance, = env.group(name, [dict(LifecycleHookName="launch", LifecycleTransition=LAUNCHING, HeartbeatTimeout=120,
-                                      DefaultResult="ABANDON"),
+                                      DefaultResult="ABANDON", **notify),
                                  dict(LifecycleHookName="shred", LifecycleTransition=TERMINATING, HeartbeatTimeout=120)], 1)
     target = env.scan_as(instance, {"scan_seconds": 2})
     env.play_instance(instance)
-    control(env.lab, "requests")  # (the log is reset with the proxy's state by the fixture)
+    message = poll(lambda: env.receive(queue, instance))
+    event = {"asg_gate_groups": [], "asg_gate_instance_id": instance, "asg_gate_sqs_queue_url": queue,
+             "asg_gate_sqs_receipt_handle": message["ReceiptHandle"]}
 
+    before = max(r["seq"] for r in control(env.lab, "requests")["requests"])
     outcomes = [None, None]
 
     def run(index):
-        outcomes[index] = env.gate(name)
+        # the event (the rulebook's run) and the schedule
+        outcomes[index] = env.gate(name, **(event if index == 0 else {}))
 
     threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
     for thread in threads:
@@ -215,6 +231,20 @@ def test_two_runs_at_once_gate_once_then_scale_in_shreds(gate_lab):
 
     assert len(scans_of(env.lab, target)) == 1
     assert len(env.requests("CompleteLifecycleAction")) == 1
+    complete = env.requests("CompleteLifecycleAction")[0]["seq"]
+    deletes = [r["seq"] for r in env.requests("DeleteMessage") if r["seq"] > before]
+    if gated[0] is summaries[0]:
+        # the event's run gated it: the message outlived the work, then went
+        assert env.requests("ChangeMessageVisibility") and deletes and min(deletes) > complete
+    else:
+        # the schedule's run gated it: the event's run left the message (its instance still waited)
+        assert deletes == []
+        result, summary = env.gate(name, **event)
+        assert result.rc == 0 and summary["instances"] == [], result.stdout[-3000:]
+        assert len([r for r in env.requests("DeleteMessage") if r["seq"] > before]) == 1
+    counts = env.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    assert counts == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}, counts
     assert [(e["result"], e["cause"]) for e in env.completions(instance)][:1] == [("CONTINUE", "CompleteLifecycleAction")] or \
         [e["result"] for e in env.completions(instance)] == ["CONTINUE"]
     poll(lambda: env.states(name).get(instance) == "InService")
