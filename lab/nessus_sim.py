@@ -95,6 +95,26 @@ class Sim:
             return "running"
         return run["behaviour"]["outcome"]
 
+    def run_hosts(self, scan, run, now=None):
+        """``hosts`` of GET /scans/{id} for a run, as Nessus lists them: none while the run is pending,
+        then one per target with ``scanprogresscurrent`` / ``scanprogresstotal`` (checks done / planned)."""
+        now = time.monotonic() if now is None else now
+        status = self.run_status(run, now)
+        if status == "pending":
+            return []
+        duration = float(run["behaviour"]["scan_seconds"]) or 1.0
+        if status == "completed":
+            done = 100
+        elif status == "running":
+            # the running part is the last two thirds of scan_seconds; "never" stays below 100
+            done = min(99, int(100 * (now - run["started"] - duration / 3.0) / (duration * 2 / 3.0)))
+        else:
+            done = 60  # aborted, canceled, paused: stopped part way
+        return [{"host_id": index + 1, "host_index": index, "hostname": target,
+                 "scanprogresscurrent": max(0, done), "scanprogresstotal": 100, "numchecksconsidered": max(0, done),
+                 "totalchecksconsidered": 100, "critical": 0, "high": 0, "medium": 0, "low": 0, "info": 0, "score": 0}
+                for index, target in enumerate(scan["targets"])]
+
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "NessusSim/1.0"
@@ -356,17 +376,29 @@ class Handler(BaseHTTPRequestHandler):
                     sim.tokens.pop(token, None)
                     if behaviour["deny_relogin"]:
                         sim.denied_users.add(user)
-            history = [{"history_id": r["history_id"], "uuid": r["uuid"], "status": sim.run_status(r),
+            now = time.monotonic()
+            history = [{"history_id": r["history_id"], "uuid": r["uuid"], "status": sim.run_status(r, now),
                         "creation_date": r["creation_date"], "last_modification_date": int(time.time())}
                        for r in scan["history"]]
-            info = {"name": scan["name"], "object_id": scan["id"], "uuid": scan["uuid"],
-                    "status": history[-1]["status"] if history else "empty", "targets": ",".join(scan["targets"]),
-                    "folder_id": scan["folder_id"], "policy": scan["template_uuid"], "hostcount": len(scan["targets"])}
+            # the details (status, hosts and their progress) of one run: ?history_id=, else the latest
+            wanted = self.query.get("history_id")
+            runs = [r for r in scan["history"] if wanted is None or str(r["history_id"]) == wanted]
+            if wanted is not None and not runs:
+                missing = True
+            else:
+                missing = False
+                run = runs[-1] if runs else None
+                hosts = sim.run_hosts(scan, run, now) if run else []
+                info = {"name": scan["name"], "object_id": scan["id"], "uuid": scan["uuid"],
+                        "status": sim.run_status(run, now) if run else "empty", "targets": ",".join(scan["targets"]),
+                        "folder_id": scan["folder_id"], "policy": scan["template_uuid"], "hostcount": len(hosts)}
         if throttled is not None:
             return self.error(429, "Too Many Requests", {"Retry-After": throttled})
         if drop:
             return self.error(401, "Invalid Credentials")
-        self.send_json(200, {"info": info, "history": history, "hosts": [], "vulnerabilities": []})
+        if missing:
+            return self.error(404, "The requested file was not found")
+        self.send_json(200, {"info": info, "history": history, "hosts": hosts, "vulnerabilities": []})
 
     def delete_scan(self, who, scan_id):
         with self.sim.lock:

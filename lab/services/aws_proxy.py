@@ -30,6 +30,12 @@ Contract (pinned by tests/integration/test_aws_proxy.py):
   default the lab VM's serial console (``<state>/vm-console.log``, the ``--vm-console`` argument):
   the VM then stands in for that instance.  ``GET console`` -> ``{"consoles": {id: file}}``;
   ``POST reset`` forgets the bindings too.  Pinned by tests/integration/test_aws_proxy.py.
+- ``asg_lifecycle`` (behaviour, lab/services/asg_lifecycle.py): a stand-in for Auto Scaling lifecycle
+  hooks and actions on top of moto (``Pending:Wait`` / ``Terminating:Wait``, notifications to SQS/SNS,
+  ``CompleteLifecycleAction``, ``RecordLifecycleActionHeartbeat``, timeouts, the ``LifecycleState`` of
+  the Describe calls); control endpoints ``GET asg``, ``POST asg/settings``, ``POST asg/expire``;
+  ``POST reset`` forgets its state too.  See docs/lab-asg-lifecycle.md; pinned by
+  tests/integration/test_asg_lifecycle_lab.py.
 
 Run by the lab as ``python -m services.aws_proxy --upstream URL --port N --log FILE`` (cwd lab/).
 """
@@ -45,6 +51,8 @@ import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from . import asg_lifecycle
 
 NAME = "aws_proxy"
 CONTROL = "/_lab/proxy/"
@@ -201,7 +209,7 @@ class Recorder:
             return list(self.records)
 
 
-def make_handler(upstream, recorder, behaviours, consoles=None):
+def make_handler(upstream, recorder, behaviours, consoles=None, lifecycle=None):
     up = urllib.parse.urlsplit(upstream)
 
     class Handler(BaseHTTPRequestHandler):
@@ -253,6 +261,8 @@ def make_handler(upstream, recorder, behaviours, consoles=None):
                 recorder.reset()
                 if consoles is not None:
                     consoles.reset()
+                if lifecycle is not None:
+                    lifecycle.reset()
                 return Response(200, json.dumps({"ok": True}), {"Content-Type": "application/json"})
             if consoles is not None and name == "console":
                 if request.method == "GET":
@@ -265,6 +275,10 @@ def make_handler(upstream, recorder, behaviours, consoles=None):
                         return Response(400, json.dumps({"error": str(exc)}), {"Content-Type": "application/json"})
                     return Response(200, json.dumps({"ok": True, "instance_id": wanted["instance_id"], "console_file": path}),
                                     {"Content-Type": "application/json"})
+            if lifecycle is not None and name.startswith("asg"):
+                answer = lifecycle.control(request.method, name, request.body)
+                if answer is not None:
+                    return Response(answer[0], json.dumps(answer[1]), {"Content-Type": "application/json"})
             return Response(404, json.dumps({"error": "no such control endpoint: %s" % request.path}))
 
         def _forward(self, request):
@@ -323,12 +337,16 @@ def serve(upstream, port, log_path, behaviours=None, host="127.0.0.1", vm_consol
     """A started server (serve_forever in a daemon thread); server.server_address has the port."""
     recorder = Recorder(log_path)
     consoles = Consoles(vm_console)
+    lifecycle = None
     if behaviours is None:
-        behaviours = BEHAVIOURS + [("ec2_console_output", consoles.behaviour)]
-    server = ThreadingHTTPServer((host, port), make_handler(upstream.rstrip("/"), recorder, behaviours, consoles))
+        lifecycle = asg_lifecycle.Lifecycle(upstream, Response)
+        behaviours = BEHAVIOURS + [("ec2_console_output", consoles.behaviour), ("asg_lifecycle", lifecycle.behaviour)]
+    server = ThreadingHTTPServer((host, port), make_handler(upstream.rstrip("/"), recorder, behaviours, consoles,
+                                                            lifecycle))
     server.daemon_threads = True
     server.recorder = recorder
     server.consoles = consoles
+    server.lifecycle = lifecycle
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server

@@ -17,7 +17,12 @@ description:
     O(accepted_plugins)).
   - With O(scan_id), exports and evaluates a run of an existing scan instead. This works on every
     Nessus edition, including Professional, where scans can only be launched from the UI.
-  - With O(state=launched), creates and launches the scan and returns its ids without waiting.
+  - With O(state=launched), creates and launches the scan and returns its ids, its status and its
+    progress without waiting.
+  - With O(state=launched) and O(scan_id), reads the status and progress of a run (O(scan_uuid), else
+    the latest) without launching anything, at once or after watching the run for up to
+    O(watch_timeout) seconds. One call per line of a loop that shows how far a long scan got (see
+    the examples).
   - With O(state=absent), deletes the scan O(scan_id).
   - Fail closed. Only a run that ended C(completed) can pass. An aborted, canceled or paused run, a timeout,
     a 412 "API is not available", an authentication failure or a malformed report fails the task with
@@ -31,7 +36,10 @@ options:
   state:
     description:
       - V(completed) runs a scan (or takes the run of O(scan_id)) to its end and evaluates the report.
-      - V(launched) creates and launches a scan and returns RV(scan_id) and RV(scan_uuid) at once.
+      - V(launched) creates and launches a scan and returns RV(scan_id), RV(scan_uuid), RV(scan_status)
+        and RV(progress) at once. With O(scan_id) (since 0.2.0), it launches nothing. It reads the
+        status and progress of the run O(scan_uuid) (else the latest run), at once or within
+        O(watch_timeout), and returns C(changed=false) and RV(passed=false) (nothing is evaluated).
       - V(absent) deletes the scan O(scan_id).
     type: str
     choices: [completed, launched, absent]
@@ -61,12 +69,13 @@ options:
   scan_id:
     description:
       - An existing scan. With O(state=completed), its run is exported and evaluated instead of creating a
-        scan. With O(state=absent), the scan to delete.
+        scan. With O(state=launched), the scan whose run status and progress to read. With O(state=absent),
+        the scan to delete.
     type: int
   scan_uuid:
     description:
-      - With O(scan_id), the run to evaluate, as returned by O(state=launched) (RV(scan_uuid)).
-        By default, the scan's latest run.
+      - With O(scan_id), the run to evaluate (or, with O(state=launched), to report on), as returned by
+        O(state=launched) (RV(scan_uuid)). By default, the scan's latest run.
     type: str
   wait_timeout:
     description:
@@ -74,6 +83,15 @@ options:
         RV(timed_out=true) (not passed); see the examples for long scans.
     type: int
     default: 3600
+  watch_timeout:
+    description:
+      - With O(state=launched) and O(scan_id), watch the run for up to this many seconds (a status
+        request every O(poll_interval)) and return as soon as it ended, or when the time is up, with
+        its status and progress. Running out of time is not a failure here.
+      - V(0) reads the status and progress once.
+    type: float
+    default: 0
+    version_added: 0.2.0
   poll_interval:
     description: Seconds between two status requests while waiting.
     type: float
@@ -103,7 +121,8 @@ attributes:
     description:
       - Creates and launches nothing. It reads the server properties and looks the template or policy up,
         then reports C(changed) and RV(passed=false) (nothing was verified).
-      - With O(scan_id), the export and evaluation only read, and run in check mode too.
+      - With O(scan_id), the export and evaluation only read, and run in check mode too; so does
+        reading a run's status and progress (O(state=launched) with O(scan_id)).
   diff_mode:
     support: full
     description: Shows the scan to be created (before empty) or deleted (after empty).
@@ -156,15 +175,27 @@ EXAMPLES = r"""
   register: launched
   delegate_to: localhost
 
-- name: Wait for that run in short steps (one line of output per try)
+- name: Wait for that run, one line per 30 s with its status and percentage done
+  cloudefigo.core.nessus_scan:
+    state: launched
+    scan_id: "{{ launched.scan_id }}"
+    scan_uuid: "{{ launched.scan_uuid }}"
+    watch_timeout: 30   # returns as soon as the run ended (status requests every poll_interval)
+    poll_interval: 5
+  register: poll
+  loop: "{{ range(1, 121) | list }}"   # at most 120 times 30 s: one hour
+  loop_control:
+    # the label is rendered after each poll, with its result: "(item=poll 7: running 45%)"
+    label: "poll {{ item }}: {{ poll.scan_status | default('?') }} {{ poll.progress | default('-', true) }}%"
+    break_when: poll.scan_status | default('') in ['completed', 'aborted', 'canceled', 'paused', 'imported']
+  delegate_to: localhost
+
+- name: Evaluate the run that ended (fails, not passed, if it is still running)
   cloudefigo.core.nessus_scan:
     scan_id: "{{ launched.scan_id }}"
     scan_uuid: "{{ launched.scan_uuid }}"
-    wait_timeout: 60
+    wait_timeout: 0
   register: result
-  until: result is not failed or not (result.timed_out | default(false))
-  retries: 120
-  delay: 0
   delegate_to: localhost
 
 - name: Delete the scan
@@ -191,15 +222,26 @@ scan_uuid:
   type: str
   sample: 6a3c2e53-6c8b-4bd3-a2d6-5a2e1bbd10d4
 history_id:
-  description: History id of the evaluated run.
-  returned: when a run was evaluated
+  description: History id of the evaluated run (or of the run read with O(state=launched)).
+  returned: when a run was evaluated or read
   type: int
   sample: 1
 scan_status:
-  description: Last status of the run (V(completed), V(aborted), V(canceled), V(paused), V(running) ...).
+  description:
+    - Last status of the run (V(completed), V(aborted), V(canceled), V(paused), V(running), V(pending) ...).
+    - With O(state=launched) and O(scan_id), V(null) when the run is not listed yet (right after a launch).
   returned: when known
   type: str
   sample: completed
+progress:
+  description:
+    - Percentage done of the run (0 to 100), as Nessus gives it (a top-level C(progress), else the
+      hosts' C(scanprogresscurrent) over C(scanprogresstotal)); V(null) when Nessus says nothing yet
+      (a pending run lists no host).
+  returned: with O(state=launched), when a scan was launched or its run read
+  type: int
+  sample: 45
+  version_added: 0.2.0
 scan_name:
   description: Name of the scan.
   returned: when a scan was created
@@ -430,6 +472,27 @@ def _create_and_launch(module, client, result):
     return scan_id, scan_uuid
 
 
+def _report_run(client, result, scan_id, scan_uuid, watch=0, poll=5):
+    """Put the run's status and progress (as Nessus gives them now, or once it ended within ``watch``
+    seconds) into the result."""
+    run, progress = client.watch_run(scan_id, scan_uuid, watch, poll)
+    if run is not None:
+        result["scan_status"] = run.get("status")
+        result["history_id"] = run.get("history_id")
+        result["scan_uuid"] = run.get("uuid") or scan_uuid
+    else:
+        # not listed yet (right after a launch); a given uuid stays the one asked for
+        result.setdefault("scan_status", None)
+        if scan_uuid:
+            result["scan_uuid"] = scan_uuid
+    result["progress"] = progress
+
+
+def _progress_text(result):
+    return "%s, %s%% done" % (result.get("scan_status") or "not listed yet",
+                              "?" if result.get("progress") is None else result["progress"])
+
+
 def _absent(module, client, result):
     scan_id = module.params["scan_id"]
     result["scan_id"] = scan_id
@@ -459,12 +522,21 @@ def run_module(module, client, result):
         module.exit_json(**result)
     if state == "completed" and params["scan_id"] is not None:
         finish_evaluation(module, result, _existing_run(module, client, result))
+    if state == "launched" and params["scan_id"] is not None:
+        # a poll: read the run's status and progress (after watching it up to watch_timeout), launch nothing
+        result["scan_id"] = params["scan_id"]
+        _report_run(client, result, params["scan_id"], params["scan_uuid"], params["watch_timeout"],
+                    params["poll_interval"])
+        result["msg"] = "scan %s run %s: %s" % (params["scan_id"], result.get("scan_uuid") or "(latest)",
+                                                _progress_text(result))
+        module.exit_json(**result)
     scan_id, scan_uuid = _create_and_launch(module, client, result)
     if module.check_mode:
         result["msg"] = "check mode: would create and launch a scan of %s; nothing verified" % ", ".join(params["targets"])
         module.exit_json(**result)
     if state == "launched":
-        result["msg"] = "scan %s launched (run %s)" % (scan_id, scan_uuid)
+        _report_run(client, result, scan_id, scan_uuid)
+        result["msg"] = "scan %s launched (run %s): %s" % (scan_id, scan_uuid, _progress_text(result))
         module.exit_json(**result)
     try:
         run = client.wait_for_run(scan_id, scan_uuid, params["wait_timeout"], params["poll_interval"])
@@ -493,6 +565,7 @@ def main():
         scan_uuid=dict(type="str"),
         wait_timeout=dict(type="int", default=3600),
         poll_interval=dict(type="float", default=10),
+        watch_timeout=dict(type="float", default=0),
         export_timeout=dict(type="int", default=600),
         report_path=dict(type="path"),
         delete_after=dict(type="bool", default=False),
@@ -500,7 +573,7 @@ def main():
     module = AnsibleModule(
         argument_spec=argument_spec,
         supports_check_mode=True,
-        required_if=[("state", "absent", ["scan_id"]), ("state", "launched", ["targets"])],
+        required_if=[("state", "absent", ["scan_id"]), ("state", "launched", ["targets", "scan_id"], True)],
         mutually_exclusive=[("scan_id", "targets")],
     )
     params = module.params
@@ -510,6 +583,8 @@ def main():
         module.fail_json(msg="targets is empty", passed=False)
     if params["wait_timeout"] < 0 or params["poll_interval"] <= 0:
         module.fail_json(msg="wait_timeout must be >= 0 and poll_interval > 0", passed=False)
+    if params["watch_timeout"] < 0:
+        module.fail_json(msg="watch_timeout must be >= 0 (seconds; 0 reads the run's status once)", passed=False)
     check_evaluation_options(module)
     client = nessus_client(module)
     result = dict(changed=False, passed=False)

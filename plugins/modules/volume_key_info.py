@@ -21,6 +21,8 @@ description:
   - Every S3 request carries C(ExpectedBucketOwner) (O(expected_bucket_owner)).
   - A missing bucket or object is reported as RV(exists=false). Any other lookup error stops the
     module; it is never taken for "no key".
+  - With O(objects), the same for several objects of the bucket in one call (RV(objects)), for
+    example the keys of a whole batch before a launch.
 author:
   - Cloudefigo contributors (@cloudefigo)
 options:
@@ -33,8 +35,14 @@ options:
     description:
       - Object key of the volume's key in O(bucket), for example C(volumes/web-01.key). Objects whose
         keys merely start with it are not considered.
+      - Exactly one of O(object) and O(objects) is required.
     type: str
-    required: true
+  objects:
+    description:
+      - Several object keys of O(bucket), each looked up as O(object) is; the answers are in RV(objects),
+        in the same order.
+    type: list
+    elements: str
   expected_bucket_owner:
     description:
       - Account id that must own O(bucket); sent as C(ExpectedBucketOwner) with every S3 request.
@@ -68,6 +76,12 @@ EXAMPLES = r"""
 - name: Stop when another launch owns it
   ansible.builtin.assert:
     that: web_key.owner is none or web_key.owner.launch_id == launch_id
+
+- name: The keys of a whole batch, in one call
+  cloudefigo.core.volume_key_info:
+    bucket: cloudefigo-keys
+    objects: [volumes/web-01.key, volumes/web-02.key]
+  register: batch_keys
 """
 
 RETURN = r"""
@@ -76,30 +90,37 @@ bucket:
   returned: always
   type: str
   sample: cloudefigo-keys
+objects:
+  description: With O(objects), one entry per object, in the order given, each with RV(object), RV(exists),
+    RV(versions), RV(delete_marker_current) and RV(owner) as for O(object).
+  returned: with O(objects)
+  type: list
+  elements: dict
+  sample: [{"object": "volumes/web-01.key", "exists": false, "versions": 0, "delete_marker_current": false, "owner": null}]
 object:
   description: The object key.
-  returned: always
+  returned: with O(object)
   type: str
   sample: volumes/web-01.key
 exists:
   description: Whether the object has a current version (a version that is not a delete marker).
-  returned: always
+  returned: with O(object)
   type: bool
   sample: true
 versions:
   description: Number of versions of exactly O(object) (delete markers not counted).
-  returned: always
+  returned: with O(object)
   type: int
   sample: 1
 delete_marker_current:
   description: Whether the object's current version is a delete marker.
-  returned: always
+  returned: with O(object)
   type: bool
   sample: false
 owner:
   description:
     - The ownership marks of the newest version; null when there is no version or it carries no marks.
-  returned: always
+  returned: with O(object)
   type: dict
   contains:
     instance_id:
@@ -144,9 +165,11 @@ def validate(params):
     problem = s3_bucket_name_problem(params["bucket"])
     if problem:
         return "bucket %r is not a valid S3 bucket name: %s" % (params["bucket"], problem)
-    problem = s3_key_problem(params["object"])
-    if problem:
-        return "object is not a usable S3 object key: %s" % problem
+    for name, key in [("object", params["object"])] if params.get("object") is not None else [
+            ("objects[%d]" % index, key) for index, key in enumerate(params.get("objects") or [])]:
+        problem = s3_key_problem(key)
+        if problem:
+            return "%s is not a usable S3 object key: %s" % (name, problem)
     if params.get("expected_bucket_owner") is not None:
         problem = custody.account_problem(params["expected_bucket_owner"])
         if problem:
@@ -183,10 +206,12 @@ def look_up(module, s3, bucket, key, owner):
 def main():
     argument_spec = dict(
         bucket=dict(type="str", required=True),
-        object=dict(type="str", required=True),
+        object=dict(type="str"),
+        objects=dict(type="list", elements="str"),
         expected_bucket_owner=dict(type="str"),
     )
-    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True,
+                              required_one_of=[("object", "objects")], mutually_exclusive=[("object", "objects")])
     problem = validate(module.params)
     if problem:
         module.fail_json(msg=problem)
@@ -200,8 +225,12 @@ def main():
             module.fail_json_aws(e, msg="Could not identify the caller (sts:GetCallerIdentity) to default expected_bucket_owner: "
                                         "set expected_bucket_owner")
     s3 = retrying_client(module, "s3")
-    result = look_up(module, s3, module.params["bucket"], module.params["object"], owner)
-    module.exit_json(changed=False, bucket=module.params["bucket"], object=module.params["object"], expected_bucket_owner=owner, **result)
+    bucket = module.params["bucket"]
+    if module.params["objects"] is not None:
+        found = [dict(look_up(module, s3, bucket, key, owner), object=key) for key in module.params["objects"]]
+        module.exit_json(changed=False, bucket=bucket, objects=found, expected_bucket_owner=owner)
+    result = look_up(module, s3, bucket, module.params["object"], owner)
+    module.exit_json(changed=False, bucket=bucket, object=module.params["object"], expected_bucket_owner=owner, **result)
 
 
 if __name__ == "__main__":

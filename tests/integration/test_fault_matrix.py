@@ -9,6 +9,7 @@ explicit Deny, and Chef (no node).
 """
 import json
 import os
+import re
 import uuid
 
 import pytest
@@ -124,8 +125,12 @@ def test_nessus_scan_aborted(lab, aws, launch):
 
 def test_nessus_scan_timeout(lab, aws, launch):
     nessus_switch(lab, launch.name, {"outcome": "never"})
-    result, summary = launch(secure_launch_nessus_wait_timeout=5)
+    result, summary = launch(secure_launch_nessus_wait_timeout=5, secure_launch_nessus_progress_interval=2)
     _assert_contained(aws, launch.name, result, summary, "Scan the instance with Nessus")
+    # the wait showed the run's progress and ended at the timeout, not passed
+    assert re.search(r"poll 1/\d+: running \d+%", result.stdout), result.stdout[-4000:]
+    reason = summary["failed"][0]["short"]
+    assert "still running" in reason and "wait_timeout=5s" in reason, reason
 
 
 def test_critical_finding(lab, aws, launch):

@@ -7,6 +7,8 @@ and every failure switch; each failure must end not passed, with a message that 
 import json
 import os
 import ssl
+import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -280,3 +282,94 @@ def test_launched_then_scan_id_then_absent(sim, playbook, tmp_path):
     assert gone["changed"] is True and sim.scans_of(target) == []
     again = scan(playbook, tmp_path, {"state": "absent", "scan_id": scan_id})
     assert again["changed"] is False and not again.get("failed")
+
+
+def api_call(lab, method, path, body=None):
+    """The simulator's Nessus API with the lab's API keys (as a client sees it)."""
+    req = urllib.request.Request(lab["LAB_NESSUS_URL"] + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"X-ApiKeys": "accessKey=%s; secretKey=%s" % (
+                                     lab["LAB_NESSUS_ACCESS_KEY"], lab["LAB_NESSUS_SECRET_KEY"]),
+                                     "Content-Type": "application/json"})
+    context = ssl.create_default_context(cafile=lab["LAB_NESSUS_CA"])
+    try:
+        with urllib.request.urlopen(req, timeout=30, context=context) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def test_sim_contract_progress_as_nessus_gives_it(lab, sim):
+    """GET /scans/{id}[?history_id=] as the Nessus API documents it: the run's hosts, none while it is
+    pending, then per host scanprogresscurrent / scanprogresstotal rising to 100 at completed; an
+    older run's hosts by its history_id."""
+    target = sim.target(scan_seconds=1.5)
+    status, templates = api_call(lab, "GET", "/editor/scan/templates")
+    uuid_basic = [t["uuid"] for t in templates["templates"] if t["name"] == "basic"][0]
+    status, created = api_call(lab, "POST", "/scans", {"uuid": uuid_basic, "settings": {
+        "name": "contract " + target, "text_targets": target, "enabled": False}})
+    scan_id = created["scan"]["id"]
+    runs = []
+    for _ in range(2):
+        status, launched = api_call(lab, "POST", "/scans/%s/launch" % scan_id)
+        assert status == 200 and launched["scan_uuid"]
+        seen = []
+        while True:
+            status, details = api_call(lab, "GET", "/scans/%s" % scan_id)
+            assert status == 200
+            run = [r for r in details["history"] if r["uuid"] == launched["scan_uuid"]][0]
+            hosts = details["hosts"]
+            if run["status"] == "pending":
+                assert hosts == [], details
+            else:
+                assert [h["hostname"] for h in hosts] == [target]
+                assert 0 <= hosts[0]["scanprogresscurrent"] <= hosts[0]["scanprogresstotal"] == 100
+            seen.append((run["status"], hosts[0]["scanprogresscurrent"] if hosts else None))
+            if run["status"] == "completed":
+                break
+            time.sleep(0.1)
+        statuses = [s for s, _ in seen]
+        assert statuses[0] == "pending" and "running" in statuses and statuses[-1] == "completed", seen
+        progress = [p for s, p in seen if s == "running"]
+        assert progress == sorted(progress) and progress[-1] < 100 and seen[-1][1] == 100, seen
+        runs.append(run)
+    # the first run, read by its history_id, is completed at 100; an unknown history_id is a 404
+    status, first = api_call(lab, "GET", "/scans/%s?history_id=%s" % (scan_id, runs[0]["history_id"]))
+    assert status == 200 and first["info"]["status"] == "completed" and first["hosts"][0]["scanprogresscurrent"] == 100
+    status, _ = api_call(lab, "GET", "/scans/%s?history_id=999999" % scan_id)
+    assert status == 404
+    api_call(lab, "DELETE", "/scans/%s" % scan_id)
+
+
+def test_launched_then_polls_show_status_and_progress(sim, playbook, tmp_path):
+    """state=launched returns the run's status and progress; with scan_id it reads them again,
+    launching and waiting for nothing (one scan, one run, however many polls)."""
+    target = sim.target(scan_seconds=3)
+    launched = scan(playbook, tmp_path, {"state": "launched", "targets": [target]})
+    assert launched["changed"] is True and launched["scan_status"] in ("pending", "running"), launched
+    assert "progress" in launched
+    polls = []
+    started = time.monotonic()
+    for _ in range(20):
+        # each poll watches the run for up to 1 s (status requests every 0.3 s), then reports
+        res = scan(playbook, tmp_path, {"state": "launched", "scan_id": launched["scan_id"],
+                                        "scan_uuid": launched["scan_uuid"], "watch_timeout": 1})
+        assert res["changed"] is False and not res.get("failed") and res["passed"] is False, res
+        assert res["scan_uuid"] == launched["scan_uuid"]
+        polls.append((res["scan_status"], res["progress"]))
+        if res["scan_status"] == "completed":
+            break
+    assert polls[-1] == ("completed", 100), polls
+    assert len(polls) >= 2 and time.monotonic() - started < 20, polls
+    assert all(p is None for s, p in polls if s == "pending"), polls
+    done = [p for _, p in polls if p is not None]
+    assert done == sorted(done), polls
+    runs = sim.scans_of(target)
+    assert len(runs) == 1 and len(runs[0]["runs"]) == 1
+    # check mode reads too; a run that ended ends the watch at once
+    before = time.monotonic()
+    checked = scan(playbook, tmp_path, {"state": "launched", "scan_id": launched["scan_id"], "watch_timeout": 60},
+                   check=True)
+    assert time.monotonic() - before < 30
+    assert checked["changed"] is False and checked["scan_status"] == "completed" and checked["progress"] == 100
+    scan(playbook, tmp_path, {"state": "absent", "scan_id": launched["scan_id"]})

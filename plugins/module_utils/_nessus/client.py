@@ -360,6 +360,55 @@ class NessusClient(object):
             return None
         return max(history, key=lambda run: (run.get("creation_date") or 0, run.get("history_id") or 0))
 
+    @staticmethod
+    def progress_of(details):
+        """Percentage done of the run ``details`` describe, as Nessus gives it; None when it says nothing.
+
+        A top-level ``progress`` (0-100) when the API has one, else the hosts' checks done over
+        checks planned (``hosts[].scanprogresscurrent`` / ``scanprogresstotal``, the figures the
+        Nessus UI shows per host).  No host listed yet (a pending run) says nothing.
+        """
+        value = details.get("progress")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return int(max(0, min(100, value)))
+        current = total = 0
+        for host in details.get("hosts") or []:
+            try:
+                current += max(0, int(host.get("scanprogresscurrent") or 0))
+                total += max(0, int(host.get("scanprogresstotal") or 0))
+            except (TypeError, ValueError):
+                return None
+        if total <= 0:
+            return None
+        return int(min(100, current * 100 // total))
+
+    def run_state(self, scan_id, scan_uuid=None):
+        """(run, progress) of a run now, without waiting: the history entry (None when not listed
+        yet) and its percentage done (None when Nessus says nothing).
+
+        ``GET /scans/{id}`` describes the latest run; another run's hosts come with ``?history_id=``.
+        """
+        details = self.scan(scan_id)
+        run = self.find_run(details, scan_uuid)
+        if run is None:
+            return None, None
+        latest = self.find_run(details)
+        if latest is not None and run.get("history_id") != latest.get("history_id") and run.get("history_id") is not None:
+            details = self.request("GET", "/scans/%s" % scan_id, query={"history_id": run["history_id"]})
+        return run, self.progress_of(details)
+
+    def watch_run(self, scan_id, scan_uuid=None, timeout=0, poll=5):
+        """(run, progress) once the run ended, or when ``timeout`` seconds are up: never raises on time.
+
+        ``timeout=0`` reads once.  For a caller that shows progress between two watches.
+        """
+        deadline = self._clock() + timeout
+        while True:
+            run, progress = self.run_state(scan_id, scan_uuid)
+            if (run is not None and run.get("status") in FINAL_STATUSES) or self._clock() >= deadline:
+                return run, progress
+            self._sleep(max(0.0, min(poll, deadline - self._clock())))
+
     def wait_for_run(self, scan_id, scan_uuid=None, timeout=3600, poll=5):
         """Poll until the run (matched by launch uuid, else the latest) reaches a final status.
 

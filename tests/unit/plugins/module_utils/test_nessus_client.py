@@ -360,3 +360,66 @@ def test_certificate_error_mentions_ca_path():
     client = NessusClient(URL, access_key="a", secret_key="b", opener=opener)
     with pytest.raises(NessusError, match="ca_path"):
         client.scan(1)
+
+
+def test_progress_from_hosts_and_top_level():
+    hosts = {"hosts": [{"scanprogresscurrent": 30, "scanprogresstotal": 100},
+                       {"scanprogresscurrent": 60, "scanprogresstotal": 100}]}
+    assert NessusClient.progress_of(hosts) == 45
+    # a top-level progress (Tenable's API has one) wins; clamped to 0-100
+    assert NessusClient.progress_of(dict(hosts, progress=80)) == 80
+    assert NessusClient.progress_of({"progress": 140}) == 100
+    # a pending run lists no host: Nessus says nothing, and nothing is made up
+    assert NessusClient.progress_of({"hosts": []}) is None
+    assert NessusClient.progress_of({"hosts": [{"scanprogresscurrent": 0, "scanprogresstotal": 0}]}) is None
+    assert NessusClient.progress_of({"hosts": [{"scanprogresscurrent": "x", "scanprogresstotal": 100}]}) is None
+
+
+def test_run_state_reads_once_without_waiting():
+    latest = {"history_id": 2, "uuid": "new", "status": "running", "creation_date": 2}
+    stub = Stub({("GET", "/scans/7"): [{"history": [latest], "hosts": [{"scanprogresscurrent": 25,
+                                                                        "scanprogresstotal": 100}]}]})
+    clock = Clock()
+    run, progress = keys_client(stub, clock).run_state(7, "new")
+    assert run["status"] == "running" and progress == 25
+    assert stub.paths() == [("GET", "/scans/7")] and clock.sleeps == []
+
+
+def test_run_state_of_an_older_run_reads_its_history():
+    old = {"history_id": 1, "uuid": "old", "status": "completed", "creation_date": 1}
+    new = {"history_id": 2, "uuid": "new", "status": "running", "creation_date": 2}
+    stub = Stub({("GET", "/scans/7"): [
+        {"history": [old, new], "hosts": [{"scanprogresscurrent": 10, "scanprogresstotal": 100}]},
+        {"history": [old, new], "hosts": [{"scanprogresscurrent": 100, "scanprogresstotal": 100}]},
+    ]})
+    run, progress = keys_client(stub).run_state(7, "old")
+    assert run["uuid"] == "old" and progress == 100
+    assert stub.calls[1]["url"].endswith("/scans/7?history_id=1")
+
+
+def test_run_state_not_listed_yet():
+    stub = Stub({("GET", "/scans/7"): [{"history": []}]})
+    assert keys_client(stub).run_state(7, "new") == (None, None)
+
+
+def test_watch_run_returns_when_the_run_ends():
+    running = {"history": [{"history_id": 2, "uuid": "r", "status": "running"}],
+               "hosts": [{"scanprogresscurrent": 50, "scanprogresstotal": 100}]}
+    done = {"history": [{"history_id": 2, "uuid": "r", "status": "completed"}],
+            "hosts": [{"scanprogresscurrent": 100, "scanprogresstotal": 100}]}
+    stub = Stub({("GET", "/scans/7"): [running, running, done]})
+    clock = Clock()
+    run, progress = keys_client(stub, clock).watch_run(7, "r", timeout=30, poll=2)
+    assert run["status"] == "completed" and progress == 100 and clock.sleeps == [2, 2]
+
+
+def test_watch_run_time_up_is_not_an_error():
+    running = {"history": [{"history_id": 2, "uuid": "r", "status": "running"}],
+               "hosts": [{"scanprogresscurrent": 50, "scanprogresstotal": 100}]}
+    stub = Stub({("GET", "/scans/7"): [running]})
+    clock = Clock()
+    run, progress = keys_client(stub, clock).watch_run(7, "r", timeout=5, poll=2)
+    assert run["status"] == "running" and progress == 50 and clock.now == 5
+    # 0 reads once
+    clock = Clock()
+    assert keys_client(stub, clock).watch_run(7, "r")[0]["status"] == "running" and clock.sleeps == []

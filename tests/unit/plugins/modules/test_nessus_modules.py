@@ -125,3 +125,79 @@ def test_username_is_not_masked_in_messages(capsys, monkeypatch):
     from ansible_collections.cloudefigo.core.plugins.module_utils._nessus.common import nessus_argument_spec
     spec = nessus_argument_spec()
     assert not spec["username"].get("no_log") and spec["password"]["no_log"] is True
+
+
+def _scan_opener(calls, details):
+    import io
+
+    def opener(url, method=None, **kwargs):
+        calls.append((method, url))
+        if method != "GET" or "/scans/42" not in url:
+            raise AssertionError("a poll sent %s %s" % (method, url))
+        return io.BytesIO(json.dumps(details).encode())
+    return opener
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_scan_poll_reads_status_and_progress_only(capsys, monkeypatch, check_mode):
+    calls = []
+    details = {"history": [{"history_id": 5, "uuid": "run-1", "status": "running", "creation_date": 1}],
+               "hosts": [{"host_id": 1, "scanprogresscurrent": 45, "scanprogresstotal": 100}]}
+    monkeypatch.setattr(client_mod, "open_url", _scan_opener(calls, details))
+    out = run(nessus_scan, {"url": "https://n.test", "access_key": "test-access-key", "secret_key": "test-secret-key",
+                            "state": "launched", "scan_id": 42, "scan_uuid": "run-1",
+                            "_ansible_check_mode": check_mode}, capsys)
+    assert not out.get("failed") and out["changed"] is False and out["passed"] is False
+    assert out["scan_status"] == "running" and out["progress"] == 45 and out["history_id"] == 5
+    assert out["scan_id"] == 42 and out["scan_uuid"] == "run-1"
+    assert "running, 45% done" in out["msg"]
+    assert [c[0] for c in calls] == ["GET"]
+
+
+def test_scan_poll_before_the_run_is_listed(capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(client_mod, "open_url", _scan_opener(calls, {"history": []}))
+    out = run(nessus_scan, {"url": "https://n.test", "access_key": "test-access-key", "secret_key": "test-secret-key",
+                            "state": "launched", "scan_id": 42, "scan_uuid": "run-1"}, capsys)
+    assert not out.get("failed") and out["scan_status"] is None and out["progress"] is None
+    assert out["scan_uuid"] == "run-1" and "not listed yet" in out["msg"]
+
+
+def test_scan_launched_needs_targets_or_scan_id(capsys):
+    out = run(nessus_scan, {"url": "https://n.test", "access_key": "test-access-key", "secret_key": "test-secret-key",
+                            "state": "launched"}, capsys)
+    assert out["failed"] is True and "targets" in out["msg"] and "scan_id" in out["msg"]
+
+
+def test_scan_launch_returns_status_and_progress(capsys, monkeypatch):
+    import io
+    sent = []
+
+    def opener(url, method=None, **kwargs):
+        sent.append((method, url.split("n.test", 1)[1]))
+        path = url.split("n.test", 1)[1]
+        body = {}
+        if path == "/server/properties":
+            body = {"nessus_type": "Nessus Manager", "license": {"features": {"scan_api": True}}}
+        elif path == "/editor/scan/templates":
+            body = {"templates": [{"name": "basic", "uuid": "U1"}]}
+        elif path == "/scans" and method == "POST":
+            body = {"scan": {"id": 42}}
+        elif path == "/scans/42/launch":
+            body = {"scan_uuid": "run-1"}
+        elif path == "/scans/42":
+            body = {"history": [{"history_id": 5, "uuid": "run-1", "status": "pending"}], "hosts": []}
+        return io.BytesIO(json.dumps(body).encode())
+
+    monkeypatch.setattr(client_mod, "open_url", opener)
+    out = run(nessus_scan, {"url": "https://n.test", "access_key": "test-access-key", "secret_key": "test-secret-key",
+                            "state": "launched", "targets": ["10.0.0.9"]}, capsys)
+    assert out["changed"] is True and out["scan_id"] == 42 and out["scan_uuid"] == "run-1"
+    assert out["scan_status"] == "pending" and out["progress"] is None
+    assert sent[-1] == ("GET", "/scans/42")
+
+
+def test_scan_watch_timeout_must_not_be_negative(capsys):
+    out = run(nessus_scan, {"url": "https://n.test", "access_key": "test-access-key", "secret_key": "test-secret-key",
+                            "state": "launched", "scan_id": 42, "watch_timeout": -1}, capsys)
+    assert out["failed"] is True and "watch_timeout" in out["msg"]

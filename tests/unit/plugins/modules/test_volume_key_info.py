@@ -148,3 +148,27 @@ def test_volume_key_and_info_pick_the_same_version():
     assert kc.newest_version(versions)["VersionId"] == "b"
     assert kc.newest_version([version("a", False, 9), version("b", True, 1)])["VersionId"] == "b"
     assert kc.newest_version([]) is None
+
+
+@pytest.mark.parametrize("extra, text", [
+    ({"objects": ["volumes/a.key", ""]}, "objects[1]"),
+    ({"object": "volumes/a.key", "objects": ["volumes/b.key"]}, "mutually exclusive"),
+    ({}, "one of the following is required"),
+])
+def test_objects_input_fails_naming_option(run_aws_main, extra, text):
+    result = run_aws_main(vki.main, bucket="keys", **extra)
+    assert result["failed"] is True and text in result["msg"], result["msg"]
+
+
+def test_objects_are_looked_up_one_by_one_in_order(run_aws_main, monkeypatch):
+    s3 = StubS3([version("v1", True, 1, key="volumes/a.key")], tags={"v1": kc.marks(IID, "launch-1", ARN)})
+    monkeypatch.setattr(vki, "retrying_client", lambda module, name: s3)
+    result = run_aws_main(vki.main, bucket="keys", objects=["volumes/a.key", "volumes/b.key"], expected_bucket_owner=OWNER)
+    assert not result.get("failed"), result
+    assert [o["object"] for o in result["objects"]] == ["volumes/a.key", "volumes/b.key"]
+    first, second = result["objects"]
+    assert first["exists"] is True and first["owner"]["launch_id"] == "launch-1"
+    assert second["exists"] is False and second["owner"] is None and second["versions"] == 0
+    # every request names the expected owner; only listings and the tag read of the one version
+    assert all(kwargs["ExpectedBucketOwner"] == OWNER for _, kwargs in s3.calls)
+    assert [name for name, _ in s3.calls] == ["list_object_versions", "get_object_tagging", "list_object_versions"]
