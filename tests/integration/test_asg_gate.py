@@ -242,6 +242,8 @@ def test_two_runs_at_once_gate_once_then_scale_in_shreds(gate_lab):
         result, summary = env.gate(name, **event)
         assert result.rc == 0 and summary["instances"] == [], result.stdout[-3000:]
         assert len([r for r in env.requests("DeleteMessage") if r["seq"] > before]) == 1
+        # that run found nothing to gate: the instance no longer waits
+        assert len(env.requests("CompleteLifecycleAction")) == 1 and len(scans_of(env.lab, target)) == 1
     counts = env.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=[
         "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
     assert counts == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}, counts
@@ -262,17 +264,15 @@ def test_two_runs_at_once_gate_once_then_scale_in_shreds(gate_lab):
     claim = env.s3.list_object_versions(Bucket=KEY_BUCKET, Prefix="claims/asg-gate/%s.claim" % instance).get("Versions", [])
     assert len(claim) == 1
 
-    # a second run finds nothing to gate: the instance no longer waits
-    result, summary = env.gate(name)
-    assert result.rc == 0 and summary["instances"] == [], result.stdout[-3000:]
-    assert len(env.requests("CompleteLifecycleAction")) == 1 and len(scans_of(env.lab, target)) == 1
-
     # scale-in: the terminating hook holds it, the gate cleans up, then CONTINUE
     env.asg.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=0)
     poll(lambda: env.states(name).get(instance) == "Terminating:Wait")
     result, summary = env.gate(name)
     assert result.rc == 0, result.stdout[-5000:]
     assert _summary(summary) == {instance: "cleaned_up"}
+    # the launch was not gated again: one scan, the launch's and the termination's completions
+    assert len(scans_of(env.lab, target)) == 1
+    assert [e["result"] for e in env.completions(instance)] == ["CONTINUE", "CONTINUE"]
     assert env.key_versions(instance) == []
     assert env.role(instance) is None
     assert not env.iam.list_instance_profiles()["InstanceProfiles"]
