@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything `make test` and `make demo` need on a fresh Debian machine:
-# Debian packages (only those missing), a venv with the pinned requirements, the dependency
-# collections out of the pinned `ansible` wheel, and this repo linked as cloudefigo/core.
+# Debian packages (only those missing; Java 17 for ansible-rulebook's rule engine), a venv with
+# the pinned requirements (ansible-rulebook among them), the dependency collections out of the
+# pinned `ansible` wheel, and this repo linked as cloudefigo/core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -9,7 +10,7 @@ ANSIBLE_VERSION=12.3.0
 PY=${PYTHON:-python3}
 
 need=()
-for pkg in goiardi postgresql libpq-dev qemu-system-x86 debootstrap cryptsetup-bin busybox-static zstd cpio kmod chromium shellcheck ruby systemd; do
+for pkg in goiardi postgresql libpq-dev qemu-system-x86 debootstrap cryptsetup-bin busybox-static zstd cpio kmod chromium shellcheck ruby systemd openjdk-17-jre-headless; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 # node + npm for the test-only IAM simulator (tests/iam_sim); a machine may already have them

@@ -186,7 +186,7 @@ EXAMPLES = r"""
   loop: "{{ range(1, 121) | list }}"   # at most 120 times 30 s: one hour
   loop_control:
     # the label is rendered after each poll, with its result: "(item=poll 7: running 45%)"
-    label: "poll {{ item }}: {{ poll.scan_status | default('?') }} {{ poll.progress | default('-', true) }}%"
+    label: "poll {{ item }}: {{ poll.scan_status | default('?') }} {{ '-' if poll.progress is none else poll.progress }}%"
     break_when: poll.scan_status | default('') in ['completed', 'aborted', 'canceled', 'paused', 'imported']
   delegate_to: localhost
 
