@@ -64,6 +64,21 @@ options:
     type: list
     elements: str
     default: []
+  leftovers:
+    description:
+      - The registered result of M(cloudefigo.core.instance_leftovers) (keys C(leftovers), C(unknown)); every
+        present resource of a gone instance is a finding, and every record that could not be judged.
+    type: dict
+    default: {}
+    version_added: 0.2.0
+  reconciled:
+    description:
+      - What the audit removed this run (C(tasks/audit_reconcile.yml)'s C(audit_reconciled)), items with
+        C(instance_id), C(removed) and C(error); shown beside the leftovers' findings.
+    type: list
+    elements: dict
+    default: []
+    version_added: 0.2.0
   regions:
     description:
       - Regions audited in addition to those named by the results. A region audited with no finding
@@ -215,6 +230,7 @@ summary:
   description:
     - Totals of the merged report (or of this run's parts with O(mode=part)); made for C(set_stats).
     - C(failed_parts) and C(failed) (C(ACCOUNT/REGION) list) count and name the pairs whose last audit failed.
+    - C(leftovers) counts the findings of resources left behind by gone instances, C(reconciled) those removed this run.
   returned: always
   type: dict
   sample: {"accounts": 1, "regions": 2, "findings": 4, "new": 1, "resolved": 0, "unmanaged_instances": 2,
@@ -373,6 +389,8 @@ def main():
         security_groups=dict(type="dict", default={}),
         cloudtrail=dict(type="dict", default={}),
         quarantined=dict(type="list", elements="str", default=[]),
+        leftovers=dict(type="dict", default={}),
+        reconciled=dict(type="list", elements="dict", default=[]),
         regions=dict(type="list", elements="str", default=[]),
         account_id=dict(type="str"),
         error=dict(type="str"),
@@ -420,7 +438,7 @@ def main():
                                  "security_groups results (a failed audit has none)")
     if mode in ("full", "part"):
         built = parts.build_parts(account_id, params["unmanaged"], params["security_groups"], params["quarantined"],
-                                  params["regions"])
+                                  params["regions"], params["leftovers"], params["reconciled"])
         for (account, region), data in sorted(built.items()):
             if not region:
                 module.fail_json(msg="A finding of account %s has no region: pass the modules' results unchanged" % account)

@@ -206,9 +206,15 @@ def test_terminate_removes_what_is_marked_for_the_instance_only(victim):
     data = [v["VolumeId"] for v in tagged["Volumes"]]
     assert len(data) == 1, tagged
 
+    # the launch record (the audit's proof of what the launch made) goes last, with everything it names
+    record = "cloudefigo-records/us-east-1/%s" % victim.instance_id
+    assert victim.aws.client("s3").list_objects_v2(Bucket=KEY_BUCKET, Prefix=record).get("KeyCount") == 1
+
     result = victim.terminate([victim.instance_id])
     assert result.rc == 0, _output(result)
     iam, s3 = victim.aws.client("iam"), victim.aws.client("s3")
+    listing = s3.list_object_versions(Bucket=KEY_BUCKET, Prefix=record)
+    assert not listing.get("Versions") and not listing.get("DeleteMarkers"), listing
     instance = ec2.describe_instances(InstanceIds=[victim.instance_id])["Reservations"][0]["Instances"][0]
     assert instance["State"]["Name"] == "terminated"
     listing = s3.list_object_versions(Bucket=KEY_BUCKET, Prefix=victim.key)

@@ -83,6 +83,8 @@ def _summary(view):
             "<tr><th>Quarantined this run</th>%s</tr>" % _num("total-quarantined", totals["quarantined"]),
             "<tr><th>Stale Chef nodes</th>%s</tr>" % _num("total-stale", kinds.get("stale_node", 0)),
             "<tr><th>Security group findings</th>%s</tr>" % _num("total-findings", kinds.get("security_group", 0)),
+            "<tr><th>Leftovers of gone instances</th>%s</tr>" % _num("total-leftovers", kinds.get("leftover", 0)),
+            "<tr><th>Removed this run (reconciled)</th>%s</tr>" % _num("total-reconciled", totals.get("reconciled", 0)),
             "</table>",
             "<h3>Changes since the previous run</h3>",
             '<ul id="changes">',
@@ -190,7 +192,8 @@ def _findings_table(css, head, rows_new, rows_resolved, columns):
     out = ['<table class="%s"><tr>%s<th>Status</th></tr>' % (e(css), "".join("<th>%s</th>" % e(h) for h in head))]
     for finding, is_new in rows_new:
         classes = "sev-%s%s" % (finding.get("severity", "info"), " new" if is_new else "")
-        status = "; ".join(word for word, flag in (("quarantined", finding.get("quarantined")), ("new", is_new)) if flag)
+        status = "; ".join(word for word, flag in (("quarantined", finding.get("quarantined")), ("removed", finding.get("removed")),
+                                                   ("new", is_new)) if flag)
         out.append('<tr class="%s" data-key="%s" data-resource-id="%s">%s<td>%s</td></tr>'
                    % (e(classes), e(finding["key"]), e(finding.get("resource_id")), columns(finding), e(status)))
     for finding in rows_resolved:
@@ -244,6 +247,13 @@ def _pair(part):
         lambda f: '<td>%s</td><td>%s</td><td>%s</td><td class="tag">%s</td><td class="tag">%s</td><td>%s</td>'
         % (e(f.get("severity")), e(f.get("title")), e(f.get("resource_id")), e(f.get("resource_name")), e(f.get("detail")),
            e(_exposes(f)))))
+    out.append("<h3>Leftovers of gone instances</h3>")
+    out.append(_findings_table(
+        "leftovers", ["Severity", "Finding", "Instance", "Resource", "Kind", "Detail"],
+        [(f, f["key"] in new) for f in by_kind.get("leftover", [])], resolved.get("leftover", []),
+        lambda f: '<td>%s</td><td>%s</td><td>%s</td><td class="tag">%s</td><td>%s</td><td class="tag">%s</td>'
+        % (e(f.get("severity")), e(f.get("title")), e(f.get("instance_id")), e(f.get("resource_id")), e(f.get("resource_name")),
+           e(f.get("detail")))))
     out.append("</section>")
     return "".join(out)
 

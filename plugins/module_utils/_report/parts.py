@@ -18,7 +18,7 @@ from __future__ import annotations
 
 FORMAT = 1
 SEVERITIES = ("critical", "high", "medium", "low", "info")
-KINDS = ("unmanaged_instance", "stale_node", "security_group")
+KINDS = ("unmanaged_instance", "stale_node", "security_group", "leftover")
 
 # readable titles for the rule ids the audit modules return (security_group_audit's `rule`)
 RULE_TITLES = {
@@ -33,10 +33,16 @@ RULE_TITLES = {
     "unused_group": "Security group attached to nothing",
     "unmanaged_instance": "EC2 instance not managed by Chef",
     "stale_node": "Chef node has not converged recently",
+    "leftover": "Left behind by an instance that is gone",
+    "leftover_not_ours": "Named by a gone instance's launch record but not marked for it (never removed)",
+    "leftover_unknown": "Launch record whose instance could not be judged (nothing removed)",
 }
 # an instance that escaped the secure launch is a high finding; a node that stopped converging
 # no longer gets its hardening (medium)
 KIND_SEVERITY = {"unmanaged_instance": "high", "stale_node": "medium"}
+# a key, role or volume outliving its instance is exposure without an owner (medium); one the record
+# names but whose marks disagree needs a look (low); a record that could not be judged (info)
+LEFTOVER_SEVERITY = {"leftover": "medium", "leftover_not_ours": "low", "leftover_unknown": "info"}
 
 
 def readable_title(rule):
@@ -131,11 +137,41 @@ def _sg_finding(account, region, item):
     }
 
 
+def _leftover_findings(account, region, entry, reconciled):
+    """Findings of one item of instance_leftovers' `leftovers` or `unknown`."""
+    instance_id = _text(entry.get("instance_id"))
+    base = {"kind": "leftover", "instance_id": instance_id, "launch_id": _text(entry.get("launch_id")),
+            "gone_since": _text(entry.get("gone_since")), "record": _text(entry.get("record"))}
+    if entry.get("status") != "gone":
+        return [dict(base, key="%s/%s/leftover/%s/record" % (account, region, instance_id or _text(entry.get("record"))),
+                     rule="leftover_unknown", severity=LEFTOVER_SEVERITY["leftover_unknown"],
+                     title=readable_title("leftover_unknown"), resource_id=_text(entry.get("record")),
+                     resource_name="launch record", detail=_text(entry.get("reason")), removed=False)]
+    removed = reconciled.get(instance_id) or {}
+    out = []
+    for resource in entry.get("resources") or ():
+        if not isinstance(resource, dict) or not resource.get("present"):
+            continue
+        rule = "leftover" if resource.get("ours") else "leftover_not_ours"
+        kind, name = _text(resource.get("kind")), _text(resource.get("name"))
+        was_removed = bool(removed) and (
+            (kind == "key" and removed.get("key_object") == name)
+            or (kind in ("role", "instance_profile") and bool(removed.get("role")))
+            or (kind == "volume" and name in (removed.get("volumes") or ()))
+            or (kind in ("chef_node", "chef_client") and bool(removed.get("chef_node"))))
+        out.append(dict(base, key="%s/%s/leftover/%s/%s/%s" % (account, region, instance_id, kind, name), rule=rule,
+                        severity=LEFTOVER_SEVERITY[rule], title=readable_title(rule), resource_id=name,
+                        resource_name=kind.replace("_", " "),
+                        detail="%s; gone since %s" % (_text(resource.get("reason")), _text(entry.get("gone_since")) or "?"),
+                        removed=was_removed))
+    return out
+
+
 def _pair(item, default_account):
     return (_text(item.get("account_id") or default_account), _text(item.get("region")))
 
 
-def build_parts(account_id, unmanaged=None, security_groups=None, quarantined=(), regions=()):
+def build_parts(account_id, unmanaged=None, security_groups=None, quarantined=(), regions=(), leftovers=None, reconciled=()):
     """{(account, region): {"counts": ..., "findings": [...]}} of this run, no history yet.
 
     ``unmanaged`` is unmanaged_instances' result, ``security_groups`` security_group_audit's.
@@ -167,6 +203,14 @@ def build_parts(account_id, unmanaged=None, security_groups=None, quarantined=()
     for item in security_groups.get("findings") or ():
         pair = _pair(item, account_id)
         part(pair)["findings"].append(_sg_finding(pair[0], pair[1], item))
+    leftovers = leftovers or {}
+    done = dict((_text(item.get("instance_id")), item.get("removed") or {})
+                for item in reconciled or () if isinstance(item, dict) and not item.get("error"))
+    for entry in list(leftovers.get("leftovers") or ()) + list(leftovers.get("unknown") or ()):
+        if isinstance(entry, dict):
+            # an unreadable record names no region of its own
+            pair = (_text(entry.get("account") or account_id), _text(entry.get("region") or "global"))
+            part(pair)["findings"] += _leftover_findings(pair[0], pair[1], entry, done)
     for data in parts.values():
         data["findings"] = _dedupe(sorted(data["findings"], key=_order))
     return parts
@@ -334,7 +378,7 @@ def merge(parts, generated_at, history_length=30, stale_before=None):
         else:
             current.append(part)
     totals = {"accounts": len(set(p["account_id"] for p in current)), "regions": len(current),
-              "findings": 0, "new": 0, "resolved": 0, "quarantined": 0,
+              "findings": 0, "new": 0, "resolved": 0, "quarantined": 0, "reconciled": 0,
               "severity": dict((s, 0) for s in SEVERITIES), "kinds": dict((k, 0) for k in KINDS),
               "new_by_kind": dict((k, 0) for k in KINDS), "resolved_by_kind": dict((k, 0) for k in KINDS)}
     runs = {}
@@ -345,6 +389,7 @@ def merge(parts, generated_at, history_length=30, stale_before=None):
         totals["new"] += len(new)
         totals["resolved"] += len(part.get("resolved") or ())
         totals["quarantined"] += sum(1 for f in findings if f.get("quarantined"))
+        totals["reconciled"] += sum(1 for f in findings if f.get("removed"))
         for sev, count in severity_counts(findings).items():
             totals["severity"][sev] += count
         for kind, count in kind_counts(findings).items():
@@ -385,6 +430,8 @@ def summary(view):
         "stale_nodes": totals["kinds"].get("stale_node", 0),
         "security_group_findings": totals["kinds"].get("security_group", 0),
         "quarantined": totals["quarantined"],
+        "leftovers": totals["kinds"].get("leftover", 0),
+        "reconciled": totals.get("reconciled", 0),
         "new": totals["new"],
         "resolved": totals["resolved"],
         "stale_parts": len(view["stale_parts"]),
