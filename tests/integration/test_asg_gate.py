@@ -265,6 +265,8 @@ def test_two_runs_at_once_gate_once_then_scale_in_shreds(gate_lab):
     assert len(env.key_versions(instance)) == 1
     claim = env.s3.list_object_versions(Bucket=KEY_BUCKET, Prefix="claims/asg-gate/%s.claim" % instance).get("Versions", [])
     assert len(claim) == 1
+    record = "cloudefigo-records/us-east-1/" + instance
+    assert env.s3.list_objects_v2(Bucket=KEY_BUCKET, Prefix=record).get("KeyCount") == 1
 
     # scale-in: the terminating hook holds it, the gate cleans up, then CONTINUE
     env.asg.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=0)
@@ -281,6 +283,7 @@ def test_two_runs_at_once_gate_once_then_scale_in_shreds(gate_lab):
     assert env.chef.request("GET", "/nodes/%s" % instance, missing_ok=True) is None
     assert env.chef.request("GET", "/clients/%s" % instance, missing_ok=True) is None
     assert env.s3.list_object_versions(Bucket=KEY_BUCKET, Prefix="claims/asg-gate/%s.claim" % instance).get("Versions", []) == []
+    assert env.s3.list_objects_v2(Bucket=KEY_BUCKET, Prefix=record).get("KeyCount") == 0
     poll(lambda: env.instance(instance)["State"]["Name"] == "terminated")
 
 
