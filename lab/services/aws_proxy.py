@@ -38,6 +38,8 @@ Contract (pinned by tests/integration/test_aws_proxy.py):
   the instance has an instance-profile association (DescribeIamInstanceProfileAssociations; 404
   before, as on EC2), then moto's; ``meta-data/tags/instance/[key]`` (DescribeTags; instance
   metadata tags); the identity document with its instance id.  Nothing bound: moto answers.
+  ``GET vm-instance`` (control) -> ``{"instance_id": ... or null}``: the VM's cloud-init stand-in
+  polls it (unrecorded) until the lab binds an instance to it.
 
 Run by the lab as ``python -m services.aws_proxy --upstream URL --port N --log FILE`` (cwd lab/).
 """
@@ -327,6 +329,8 @@ def make_handler(upstream, recorder, behaviours, consoles=None):
                 if consoles is not None:
                     consoles.reset()
                 return Response(200, json.dumps({"ok": True}), {"Content-Type": "application/json"})
+            if consoles is not None and name == "vm-instance" and request.method == "GET":
+                return Response(200, json.dumps({"instance_id": consoles.vm_instance()}), {"Content-Type": "application/json"})
             if consoles is not None and name == "console":
                 if request.method == "GET":
                     return Response(200, json.dumps({"consoles": consoles.snapshot()}), {"Content-Type": "application/json"})

@@ -201,8 +201,10 @@ def test_imds_vm_instance_behaviour_serves_the_instance_the_vm_stands_in_for(aws
     other = ec2.run_instances(ImageId="ami-1e749f67", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
     assert imds(proxy, "meta-data/instance-id")[1] != vm_id.encode()  # nothing bound: moto's IMDS
 
+    assert json.loads(get(proxy + "/_lab/proxy/vm-instance")[1]) == {"instance_id": None}
     post_json(proxy + "/_lab/proxy/console", {"instance_id": vm_id})  # the VM's console: the VM stands in for it
     post_json(proxy + "/_lab/proxy/console", {"instance_id": other, "console_file": str(tmp_path / "c.log")})
+    assert json.loads(get(proxy + "/_lab/proxy/vm-instance")[1]) == {"instance_id": vm_id}  # unrecorded control
     assert imds(proxy, "meta-data/instance-id", token=False)[0] == 401  # IMDSv2 only
     assert imds(proxy, "meta-data/instance-id") == (200, vm_id.encode())
     assert imds(proxy, "user-data") == (200, user_data)
