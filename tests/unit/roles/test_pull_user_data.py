@@ -1,4 +1,4 @@
-"""Pull mode's user data (role pull_user_data): the roles and the user data install the same bytes,
+"""Pull mode's user data (role pull_user_data_document): the roles and the user data install the same bytes,
 it fits EC2's 16 KB, Debian's `cloud-init schema` accepts it, and it carries no secret.
 
 One ansible-playbook run (module scope, ~6 s): play 1 renders the user data with the role, play 2
@@ -63,8 +63,8 @@ def rendered(tmp_path_factory):
                  chef_client_config_dir=str(root / "etc/chef"))
     plays = [
         {"name": "Render the user data", "hosts": "localhost", "gather_facts": False, "tasks": [
-            {"name": "Render", "ansible.builtin.include_role": {"name": "cloudefigo.core.pull_user_data"}},
-            {"name": "Write", "ansible.builtin.copy": {"content": "{{ pull_user_data }}", "dest": "{{ test_user_data }}",
+            {"name": "Render", "ansible.builtin.include_role": {"name": "cloudefigo.core.pull_user_data_document"}},
+            {"name": "Write", "ansible.builtin.copy": {"content": "{{ pull_user_data_document }}", "dest": "{{ test_user_data }}",
                                                        "mode": "0600"}},
         ]},
         {"name": "Install the same files with the roles", "hosts": "localhost", "gather_facts": False,
