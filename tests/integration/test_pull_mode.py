@@ -71,7 +71,7 @@ def launch(lab, workdir, name, launch_id):
 
 def instance_of(aws, name):
     found = aws.client("ec2").describe_instances(Filters=[{"Name": "tag:Name", "Values": [name]}])
-    return [i for r in found["Reservations"] for i in r["Instances"]][0]
+    return ([i for r in found["Reservations"] for i in r["Instances"]] or [None])[0]
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,8 @@ def pulled(lab, vm, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("pull"))
     name = "pull-%s" % uuid.uuid4().hex[:6]
     result = launch(lab, workdir, name, "pull-%s" % uuid.uuid4().hex[:8])
+    with open(os.path.join(workdir, "launch.out"), "w") as handle:  # for a failed run's post-mortem
+        handle.write(result.stdout + result.stderr)
     yield {"result": result, "name": name, "aws": aws, "instance": instance_of(aws, name), "workdir": workdir}
     moto_reset(lab)
     _proxy(lab, "reset", b"")

@@ -63,7 +63,7 @@ def rendered(tmp_path_factory):
                  chef_client_config_dir=str(root / "etc/chef"))
     plays = [
         {"name": "Render the user data", "hosts": "localhost", "gather_facts": False, "tasks": [
-            {"name": "Render", "ansible.builtin.include_role": {"name": "cloudefigo.core.pull_user_data_document"}},
+            {"name": "Render", "ansible.builtin.include_role": {"name": "cloudefigo.core.pull_user_data"}},
             {"name": "Write", "ansible.builtin.copy": {"content": "{{ pull_user_data_document }}", "dest": "{{ test_user_data }}",
                                                        "mode": "0600"}},
         ]},
