@@ -145,8 +145,8 @@ class VmInstance:
         return Response(status, body, {"Content-Type": "text/plain"})
 
     def behaviour(self, request):
-        if request.method != "GET" or not request.path.startswith(("/latest/meta-data/", "/latest/user-data",
-                                                                    "/latest/dynamic/instance-identity/document")):
+        paths = ("/latest/meta-data/", "/latest/user-data", "/latest/dynamic/instance-identity/document")
+        if request.method != "GET" or not request.path.startswith(paths):
             return None
         instance_id = self.consoles.vm_instance()
         if instance_id is None:
@@ -181,6 +181,7 @@ class VmInstance:
             document["instanceId"] = instance_id
             return Response(200, json.dumps(document), {"Content-Type": "application/json"})
         return None
+
 
 CONSOLE_BYTES = 64 * 1024  # GetConsoleOutput returns the last 64 KB
 EC2_XMLNS = "http://ec2.amazonaws.com/doc/2016-11-15/"

@@ -71,7 +71,7 @@ fi
 R="$WORK/root"
 install -D -m 0755 "$WORK/bb/bin/busybox" "$R/usr/local/lib/lab/busybox"
 install -D -m 0755 "$HERE/guest-rcS" "$R/usr/local/lib/lab/rcS"
-install -D -m 0755 "$HERE/cloud-init-lab" "$R/usr/local/lib/lab/cloud-init-lab"
+install -D -m 0644 "$HERE/cloud-init-lab" "$R/usr/local/lib/lab/cloud-init-lab"
 cat >"$R/etc/inittab" <<'EOF'
 ::sysinit:/usr/local/lib/lab/rcS
 ::respawn:/usr/sbin/sshd -D -e

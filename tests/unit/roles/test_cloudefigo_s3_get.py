@@ -226,7 +226,7 @@ def test_pull_without_credentials_cannot_tag(s3get):
 def test_progress_value_is_bounded_and_printable(s3get):
     inst = s3get.Instance({"ec2_endpoint": "http://ec2.test"})
     inst.instance_id, inst.region, sent = "i-0abc0abc0abc0abc0", "us-east-1", []
-    with mock.patch.object(inst, "ec2", lambda params: sent.append(params)):
+    with mock.patch.object(inst, "ec2", sent.append):
         inst.progress("failed:volume:" + "x\n\x00" * 200)
     value = sent[0]["Tag.1.Value"]
     assert len(value) == 255 and value.isprintable() and sent[0]["Tag.1.Key"] == "cloudefigo:progress"
