@@ -9,7 +9,7 @@ ANSIBLE_VERSION=12.3.0
 PY=${PYTHON:-python3}
 
 need=()
-for pkg in goiardi postgresql libpq-dev qemu-system-x86 debootstrap cryptsetup-bin busybox-static zstd cpio kmod chromium shellcheck ruby; do
+for pkg in goiardi postgresql libpq-dev qemu-system-x86 debootstrap cryptsetup-bin busybox-static zstd cpio kmod chromium shellcheck ruby systemd; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 # node + npm for the test-only IAM simulator (tests/iam_sim); a machine may already have them

@@ -20,18 +20,15 @@ PLAYBOOK = os.path.join(ROOT, "playbooks", "secure_launch.yml")
 CONVERGE_TASKS = os.path.join(ROOT, "playbooks", "tasks", "lab_chef_converge.yml")
 KEY_BUCKET = "containment-keys"
 
+# the node and its client registered as the flow does, then a real chef-client (stand-in) run on the
+# controller: playbooks/tasks/lab_chef_converge.yml
 HOOK = """---
-- name: Register the Chef node and its API client, marked for the instance
-  cloudefigo.core.chef_node:
-    name: "{{ secure_launch_name }}"
-    run_list: ["recipe[base]"]
-    instance_id: "{{ secure_launch_instance_id }}"
-    launch_id: "{{ secure_launch_launch_id }}"
-  delegate_to: localhost
-  no_log: true
-
-- name: Report the converge of the node
+- name: Register and converge the Chef node, marked for the instance
   ansible.builtin.include_tasks: %s
+  vars:
+    lab_chef_standin_instance_id: "{{ secure_launch_instance_id }}"
+    lab_chef_standin_launch_id: "{{ secure_launch_launch_id }}"
+    lab_chef_standin_run_list: ["recipe[base]"]
 """ % CONVERGE_TASKS
 
 

@@ -2,10 +2,10 @@
 
 A batch of two instances goes through the secure launch without the VM, as in the fault matrix
 (secure_launch_configure_instance: false): the on-instance roles are skipped, and a per-instance
-hook stands in for them on the controller: it registers the Chef node and its client with
-cloudefigo.core.chef_node, as the flow does, and reports the node's converge with the moto
-instance id (playbooks/tasks/lab_chef_converge.yml), so the Chef check runs in full (registered,
-converged, same instance). Every assertion is on the state left in moto, goiardi, S3 and
+hook stands in for them on the controller (playbooks/tasks/lab_chef_converge.yml): it registers the
+Chef node and its client with cloudefigo.core.chef_node, as the flow does, and runs the lab's
+chef-client stand-in with that client's key and the moto instance id as its ec2 data, so the Chef
+check runs in full (registered, converged, same instance). Every assertion is on the state left in moto, goiardi, S3 and
 PostgreSQL, never on time.
 
 The launch, its re-run and the termination share one batch (module-scoped fixture, moto emptied
@@ -33,28 +33,12 @@ KEY_BUCKET = "happy-path-keys"
 PRODUCTION_GROUP = "cloudefigo-production"
 REMEDIATION_GROUP = "cloudefigo-remediation"
 
-# Stand-in for the on-instance Chef run (no VM): register the node and its client as the flow's
-# chef_node task does, then report the converge; idempotent, so a re-run changes nothing here.
+# Stand-in for the on-instance Chef run (no VM): lab_chef_converge.yml registers the node and its
+# client as the flow's chef_node task does, then runs the chef-client stand-in (lab/vm/chef_standin.py)
+# on the controller with that client's key; idempotent, so a re-run changes nothing here.
 HOOK = """---
-- name: Read the Chef node of the instance
-  cloudefigo.core.chef_node_info:
-    name: "{{ secure_launch_name }}"
-  delegate_to: localhost
-  register: test_hook_node
-
-- name: Register the Chef node and its API client
-  cloudefigo.core.chef_node:
-    name: "{{ secure_launch_name }}"
-    instance_id: "{{ secure_launch_instance_id }}"
-    launch_id: "{{ secure_launch_launch_id }}"
-    run_list: "{{ secure_launch_spec.chef_run_list }}"
-  delegate_to: localhost
-  no_log: true
-  when: test_hook_node.nodes | length == 0
-
-- name: Report the converge of the node
+- name: Stand in for the instance's Chef registration and chef-client run
   ansible.builtin.include_tasks: %s
-  when: test_hook_node.nodes | length == 0 or test_hook_node.nodes[0].ohai_time is none
 """ % CONVERGE_TASKS
 
 
