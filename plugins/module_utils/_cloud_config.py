@@ -12,8 +12,8 @@ Plain functions (no AWS, no Ansible) used by the cloud_config module:
 - ``render(write_files, runcmd, bootcmd, max_bytes, compress)`` -> ``(text, compressed)``.
   The text is YAML written by hand (the collection's modules may not import PyYAML): file contents
   as literal blocks, every other scalar as a JSON string (JSON is YAML). When the plain text is over
-  ``max_bytes`` (``compress=auto``), every file's content is gzip-compressed and base64-encoded
-  (``encoding: gz+b64``, which cloud-init's write_files decodes), so the user data stays a
+  ``max_bytes`` (``compress=auto``), every file whose content gets shorter so is gzip-compressed
+  and base64-encoded (``encoding: gz+b64``, which cloud-init's write_files decodes), so the user data stays a
   ``#cloud-config`` document that ``cloud-init schema`` can check and ec2 RunInstances accepts as
   text. Still too big -> ``UserDataError`` saying by how much.
 - ``secret_findings(text)``: what looks like a secret (a PEM private key, an AWS access key id).
@@ -120,15 +120,21 @@ def _document(files, runcmd, bootcmd, compressed):
         out.append("write_files:")
         for item in files:
             out.append("- path: " + _scalar(item["path"]))
-            out.append("  owner: " + _scalar(item["owner"]))
-            out.append("  permissions: " + _scalar(item["permissions"]))
+            # cloud-init's defaults (root:root, 0644) are left out: 16 KB is tight
+            if item["owner"] != "root:root":
+                out.append("  owner: " + _scalar(item["owner"]))
+            if item["permissions"] != "0644":
+                out.append("  permissions: " + _scalar(item["permissions"]))
             content = item["content"]
-            if compressed:
-                out.append("  encoding: gz+b64")
-                packed = gzip.compress(content.encode("utf-8"), compresslevel=9, mtime=0)
-                out.append("  content: " + base64.b64encode(packed).decode("ascii"))
-                continue
             literal = _literal(content, 4)
+            plain = ("  content: " + literal.rstrip("\n")) if literal is not None else ("  content: " + _scalar(content))
+            if compressed:
+                packed = base64.b64encode(gzip.compress(content.encode("utf-8"), compresslevel=9, mtime=0)).decode("ascii")
+                # a small file is shorter as it is: base64 costs a third
+                if len(packed) + 20 < len(plain):
+                    out.append("  encoding: gz+b64")
+                    out.append("  content: " + packed)
+                    continue
             if literal is None:
                 out.append("  content: " + _scalar(content))
             else:
@@ -165,7 +171,7 @@ def render(write_files, runcmd=None, bootcmd=None, max_bytes=MAX_BYTES, compress
         raise UserDataError(
             "the user data is %d bytes%s, over the limit of %d by %d: leave files out (install them from S3 or "
             "bake them into the image) or shorten the commands; largest files: %s" % (
-                size, " with every file gzip+base64 compressed" if compressed else " (compress=never)", max_bytes,
+                size, " with the files gzip+base64 compressed" if compressed else " (compress=never)", max_bytes,
                 size - max_bytes, ", ".join("%s (%d bytes)" % (f["path"], len(f["content"].encode("utf-8")))
                                             for f in sorted(files, key=lambda f: -len(f["content"]))[:3])))
     return text, compressed

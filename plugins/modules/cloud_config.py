@@ -16,8 +16,8 @@ description:
     C(runcmd)), for the C(user_data) of an EC2 instance or launch template. Pull mode
     (role cloudefigo.core.pull_user_data) renders the files of the roles s3_get, luks_volume and
     chef_client with it, so the roles and the user data install the same bytes.
-  - When the plain document is over O(max_bytes), every file's content is gzip-compressed and
-    base64-encoded (write_files encoding C(gz+b64), which cloud-init decodes); the document stays
+  - When the plain document is over O(max_bytes), the content of every file that gets shorter so
+    is gzip-compressed and base64-encoded (write_files encoding C(gz+b64), which cloud-init decodes); the document stays
     text, valid for C(cloud-init schema). Still too big fails, naming the largest files.
   - Refuses content that looks like a secret (a PEM private key, an AWS access key id), as user data
     is readable by anyone allowed C(ec2:DescribeInstanceAttribute) on the instance.
@@ -66,7 +66,7 @@ options:
   compress:
     description:
       - V(auto) compresses the files only when the plain document is over O(max_bytes);
-        V(always) and V(never) force it.
+        V(always) and V(never) force it (small files that would grow stay as they are).
     type: str
     choices: [auto, always, never]
     default: auto
@@ -116,7 +116,7 @@ size:
   type: int
   sample: 9213
 compressed:
-  description: Whether the files' contents were gzip+base64 encoded to fit.
+  description: Whether the files' contents were gzip+base64 encoded to fit (those that get shorter).
   returned: success
   type: bool
   sample: true

@@ -9,9 +9,11 @@ import base64
 import gzip
 import json
 import os
+import pathlib
 import stat
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import yaml
@@ -54,7 +56,8 @@ def run_playbook(tmp, plays, extra):
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pull")
-    root = tmp / "root"
+    # a short root: the paths appear in the files and the settings, and 16 KB is tight
+    root = pathlib.Path(tempfile.mkdtemp(prefix="p", dir="/tmp"))
     # both plays install under the same temporary root (same settings, same paths)
     extra = dict(SETTINGS, test_user_data=str(tmp / "user-data"), test_root=str(root),
                  s3_get_path=str(root / "usr/local/lib/cloudefigo-s3-get"),
@@ -80,6 +83,10 @@ def rendered(tmp_path_factory):
              # the role's own task (tasks/main.yml "Write client.rb", pinned below): same src, dest, mode
              {"name": "client.rb", "ansible.builtin.template": {"src": os.path.join(CHEF, "templates", "client.rb.j2"),
                                                                 "dest": "{{ chef_client_config_dir }}/client.rb", "mode": "0644"}},
+             # the role's "Install the chef-client service and timer" (pinned below), under the root
+             {"name": "units", "ansible.builtin.template": {"src": os.path.join(CHEF, "templates", "{{ item }}.j2"),
+                                                           "dest": "{{ test_root }}/etc/systemd/system/{{ item }}", "mode": "0644"},
+              "loop": "{{ chef_client__units }}"},
          ]},
     ]
     proc = run_playbook(tmp, plays, extra)
@@ -99,8 +106,11 @@ def test_a_cloud_config_within_16_kb(rendered):
     assert rendered["text"].startswith("#cloud-config\n")
     size = len(rendered["text"].encode())
     assert size <= 16384, size
-    # the plain files are over 16 KB: they are compressed, in cloud-init's own encoding
-    assert all(f.get("encoding") == "gz+b64" for f in rendered["doc"]["write_files"])
+    # the plain files are over 16 KB: they are compressed, in cloud-init's own encoding (but the
+    # small ones that base64 would make longer)
+    encodings = {os.path.basename(f["path"]): f.get("encoding") for f in rendered["doc"]["write_files"]}
+    assert encodings["cloudefigo-s3-get"] == encodings["luks-volume-unlock-data"] == "gz+b64"
+    assert encodings["first-boot.json"] is None
 
 
 def test_roles_and_user_data_install_the_same_bytes(rendered):
@@ -111,13 +121,19 @@ def test_roles_and_user_data_install_the_same_bytes(rendered):
     files = {f["path"]: f for f in rendered["doc"]["write_files"]}
     for path in installed:
         assert _content(files[path]) == open(path, "rb").read(), path
-        assert int(files[path]["permissions"], 8) == stat.S_IMODE(os.stat(path).st_mode), path
-        assert files[path]["owner"] == "root:root"
+        # cloud-init's defaults when left out: 0644, root:root
+        assert int(files[path].get("permissions", "0644"), 8) == stat.S_IMODE(os.stat(path).st_mode), path
+        assert files[path].get("owner", "root:root") == "root:root"
     # the script is the role's file itself, the one copy
     assert _content(files[installed[0]]) == open(os.path.join(ROOT, "roles", "s3_get", "files", "cloudefigo-s3-get"), "rb").read()
     # first-boot.json: what chef_client's "Write the first-boot attributes" writes
     assert json.loads(_content(files[root + "/etc/chef/first-boot.json"])) == {"run_list": SETTINGS["chef_client_run_list"]}
-    assert sorted(files) == sorted(installed + [root + "/etc/chef/first-boot.json"])
+    for unit in ("chef-client.service", "chef-client.timer"):  # the role installs them at this fixed path
+        local = root + "/etc/systemd/system/" + unit
+        assert _content(files["/etc/systemd/system/" + unit]) == open(local, "rb").read(), unit
+        assert "permissions" not in files["/etc/systemd/system/" + unit] and stat.S_IMODE(os.stat(local).st_mode) == 0o644
+    assert sorted(files) == sorted(installed + [root + "/etc/chef/first-boot.json",
+                                                "/etc/systemd/system/chef-client.service", "/etc/systemd/system/chef-client.timer"])
 
 
 def test_the_role_writes_client_rb_where_the_user_data_does():
@@ -126,6 +142,10 @@ def test_the_role_writes_client_rb_where_the_user_data_does():
     task = [t for t in tasks if t.get("name") == "Write client.rb"][0]["ansible.builtin.template"]
     assert task == {"src": "client.rb.j2", "dest": "{{ chef_client_config_dir }}/client.rb", "owner": "root",
                     "group": "root", "mode": "0644"}
+    units = [t for t in tasks if t.get("name") == "Install the chef-client service and timer"][0]
+    assert units["ansible.builtin.template"] == {"src": "{{ item }}.j2", "dest": "/etc/systemd/system/{{ item }}",
+                                                 "owner": "root", "group": "root", "mode": "0644"}
+    assert units["loop"] == "{{ chef_client__units }}" and units["when"] == "chef_client_schedule"
     first = [t for t in tasks if t.get("name") == "Write the first-boot attributes"][0]["ansible.builtin.copy"]
     assert first["content"] == "{{ {'run_list': chef_client_run_list} | to_nice_json }}\n"
     assert first["dest"] == "{{ chef_client_config_dir }}/first-boot.json" and first["mode"] == "0644"
@@ -141,6 +161,7 @@ def test_the_first_boot_runs_the_pull_steps_with_the_roles_settings(rendered):
     assert config["volume"]["pbkdf"] == "pbkdf2" and config["volume"]["pbkdf_iterations"] == 1000
     assert config["chef"]["validator_key_object"] == "chef/validator.pem"
     assert config["upgrade"] == {"autoremove": True}
+    assert config["chef"]["units"] == ["chef-client.timer"]  # enabled after the first run, as the role does
 
 
 def test_no_secret_in_the_user_data(rendered):
