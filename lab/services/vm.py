@@ -118,9 +118,9 @@ def start(ctx):
     }
 
 
-def _ssh(port, key, command, timeout=60):
+def _ssh(port, key, command, timeout=60, connect_timeout=10):
     cmd = ["ssh", "-p", str(port), "-i", key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-           "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
+           "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=%d" % connect_timeout, "-o", "LogLevel=ERROR",
            "root@127.0.0.1", command]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
@@ -134,9 +134,10 @@ def reboot(env, timeout=300):
     _ssh(port, key, "sync; (sleep 1; /usr/local/lib/lab/busybox reboot) >/dev/null 2>&1 &")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        time.sleep(2)
+        time.sleep(1)
         try:
-            answer = _ssh(port, key, "cat /proc/sys/kernel/random/boot_id", timeout=30)
+            # slirp accepts while the guest is down: a short banner wait, then try again
+            answer = _ssh(port, key, "cat /proc/sys/kernel/random/boot_id", timeout=30, connect_timeout=4)
         except subprocess.TimeoutExpired:
             continue
         now = answer.stdout.strip()
