@@ -71,11 +71,13 @@ class Lab:
         self.chef = chef_client(lab)
         self.targets = []
 
-    def group(self, name, hooks, desired):
-        self.ec2.create_launch_template(LaunchTemplateName=name + "-lt", LaunchTemplateData={
-            "ImageId": "ami-1e749f67", "InstanceType": "t3.micro",
-            # a launch template may carry any tag: the gate never takes one for evidence
-            "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": "SecurityStatus", "Value": "production"}]}]})
+    def group(self, name, hooks, desired, profile=None):
+        data = {"ImageId": "ami-1e749f67", "InstanceType": "t3.micro",
+                # a launch template may carry any tag: the gate never takes one for evidence
+                "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": "SecurityStatus", "Value": "production"}]}]}
+        if profile:
+            data["IamInstanceProfile"] = {"Name": profile}
+        self.ec2.create_launch_template(LaunchTemplateName=name + "-lt", LaunchTemplateData=data)
         self.asg.create_auto_scaling_group(AutoScalingGroupName=name, MinSize=0, MaxSize=6, DesiredCapacity=0,
                                            AvailabilityZones=["us-east-1a"],
                                            LaunchTemplate={"LaunchTemplateName": name + "-lt", "Version": "$Latest"})
@@ -263,6 +265,8 @@ def test_two_runs_at_once_gate_once_then_scale_in_shreds(gate_lab):
     assert len(env.key_versions(instance)) == 1
     claim = env.s3.list_object_versions(Bucket=KEY_BUCKET, Prefix="claims/asg-gate/%s.claim" % instance).get("Versions", [])
     assert len(claim) == 1
+    record = "cloudefigo-records/us-east-1/" + instance
+    assert env.s3.list_objects_v2(Bucket=KEY_BUCKET, Prefix=record).get("KeyCount") == 1
 
     # scale-in: the terminating hook holds it, the gate cleans up, then CONTINUE
     env.asg.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=0)
@@ -279,6 +283,7 @@ def test_two_runs_at_once_gate_once_then_scale_in_shreds(gate_lab):
     assert env.chef.request("GET", "/nodes/%s" % instance, missing_ok=True) is None
     assert env.chef.request("GET", "/clients/%s" % instance, missing_ok=True) is None
     assert env.s3.list_object_versions(Bucket=KEY_BUCKET, Prefix="claims/asg-gate/%s.claim" % instance).get("Versions", []) == []
+    assert env.s3.list_objects_v2(Bucket=KEY_BUCKET, Prefix=record).get("KeyCount") == 0
     poll(lambda: env.instance(instance)["State"]["Name"] == "terminated")
 
 
@@ -328,12 +333,23 @@ def test_scale_out_of_two_first_fails_is_abandoned_shredded_and_replaced(gate_la
 def test_heartbeats_outlast_a_hook_timeout_shorter_than_the_scan_and_forged_tags_change_nothing(gate_lab):
     """A scan longer than the hook's heartbeat timeout (DefaultResult ABANDON) still ends in CONTINUE;
     an instance that only forges its tags (progress done, SecurityStatus=production from the launch
-    template) but has no Chef node is contained and abandoned without a scan."""
+    template) but has no Chef node is contained and abandoned without a scan; a profile the launch
+    template gave is replaced by the instance's own (ReplaceIamInstanceProfileAssociation)."""
     env = gate_lab
     name = "gate-heartbeat"
     timeout = 30  # AWS's smallest heartbeat timeout
+    # a launch template that gives a profile: the gate replaces the association with the instance's own
+    env.iam.create_role(RoleName="template-role", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+    env.iam.create_instance_profile(InstanceProfileName="template-profile")
+    env.iam.add_role_to_instance_profile(InstanceProfileName="template-profile", RoleName="template-role")
     slow, forged = env.group(name, [dict(LifecycleHookName="launch", LifecycleTransition=LAUNCHING, HeartbeatTimeout=timeout,
-                                         DefaultResult="ABANDON")], 2)
+                                         DefaultResult="ABANDON")], 2, profile="template-profile")
+    for instance in (slow, forged):
+        # moto's Auto Scaling leaves the template's profile out: associated here, as AWS would at launch
+        if "IamInstanceProfile" not in env.instance(instance):
+            env.ec2.associate_iam_instance_profile(InstanceId=instance, IamInstanceProfile={"Name": "template-profile"})
+    assert env.instance(slow)["IamInstanceProfile"]["Arn"].endswith("/template-profile")
     slow_target = env.scan_as(slow, {"scan_seconds": timeout + 10})
     forged_target = env.scan_as(forged, {"scan_seconds": 1})
     env.play_instance(slow)
@@ -348,6 +364,12 @@ def test_heartbeats_outlast_a_hook_timeout_shorter_than_the_scan_and_forged_tags
     assert all(e["cause"] != "HeartbeatTimeout" for e in env.completions(slow))
     assert len(env.requests("RecordLifecycleActionHeartbeat")) >= 2
     poll(lambda: env.states(name).get(slow) == "InService")
+    # the association is what gives credentials (moto's ReplaceIamInstanceProfileAssociation updates it,
+    # not the IamInstanceProfile DescribeInstances shows: a moto gap)
+    associations = env.ec2.describe_iam_instance_profile_associations(Filters=[{"Name": "instance-id", "Values": [slow]}])
+    assert [a["IamInstanceProfile"]["Arn"].split("/")[-1] for a in associations["IamInstanceProfileAssociations"]
+            if a["State"] in ("associating", "associated")] == ["cloudefigo-" + slow]
+    assert env.requests("ReplaceIamInstanceProfileAssociation")
 
     assert scans_of(env.lab, forged_target) == [] and len(scans_of(env.lab, slow_target)) == 1
     assert [e["result"] for e in env.completions(forged)] == ["ABANDON"]

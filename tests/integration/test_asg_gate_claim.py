@@ -1,5 +1,7 @@
 """The Auto Scaling gate's claim (asg_gate_claim): atomic, and out of reach of everyone but the controllers.
 
+0. The controller's own policy (playbooks/controller_policy.yml with controller_policy_asg_gate)
+   grants what the gate calls, for the named groups and queue only.
 1. Who can pre-create a claim (which would keep the gate away from an instance until its hook times
    out): the key bucket's policy -- the statements volume_key writes, computed by the same code --
    evaluated by the IAM simulator (tests/iam_sim): a principal of the account with s3:* (an
@@ -9,10 +11,13 @@
    the same run's retry keeps it, check mode writes nothing, and a claim marked for another
    instance is never deleted.
 """
+import json
+import os
+
 import pytest
 
-from _iam_sim import ALLOWED, EXPLICIT_DENY, Case, simulate
-from _lab import run_aws_module
+from _iam_sim import ALLOWED, EXPLICIT_DENY, IMPLICIT_DENY, Case, simulate
+from _lab import ROOT, run_aws_module, run_playbook
 from ansible_collections.cloudefigo.core.plugins.module_utils import _asg_gate as gate
 from ansible_collections.cloudefigo.core.plugins.module_utils import _key_custody as custody
 
@@ -93,3 +98,34 @@ def test_claim_is_written_once(lab, claim_bucket):
     assert gone["changed"] and gone["deleted_versions"] == 1, gone
     assert [v["Key"] for v in claim_bucket.list_object_versions(Bucket=BUCKET).get("Versions", [])] == [other]
     assert not _claim(lab, state="absent")["changed"]
+
+
+def test_controller_policy_grants_the_gate_its_calls_and_no_more(lab, tmp_path):
+    dest = str(tmp_path / "controller.json")
+    queue = "arn:aws:sqs:us-east-1:%s:lifecycle" % ACCOUNT
+    result = run_playbook(lab, os.path.join(ROOT, "playbooks", "controller_policy.yml"), json_output=False, extra_vars={
+        "controller_policy_account_id": ACCOUNT, "controller_policy_key_bucket": BUCKET, "controller_policy_dest": dest,
+        "controller_policy_asg_gate": True, "controller_policy_asg_group_names": ["web"], "controller_policy_asg_queue_arns": [queue]})
+    assert result.rc == 0, result.stdout[-3000:]
+    with open(dest) as handle:
+        policy = json.load(handle)
+    group = "arn:aws:autoscaling:us-east-1:%s:autoScalingGroup:%s:autoScalingGroupName/%s"
+    bucket_policy = custody.merge_bucket_policy({}, custody.bucket_statements("aws", BUCKET, [CONTROLLER]))
+    context = {"aws:SecureTransport": "true", "aws:PrincipalArn": CONTROLLER}
+    matrix = [
+        ("autoscaling:DescribeAutoScalingInstances", "*", ALLOWED),
+        ("autoscaling:CompleteLifecycleAction", group % (ACCOUNT, "0a1b2c3d-1111-2222-3333-444455556666", "web"), ALLOWED),
+        ("autoscaling:RecordLifecycleActionHeartbeat", group % (ACCOUNT, "0a1b2c3d-1111-2222-3333-444455556666", "web"), ALLOWED),
+        ("autoscaling:CompleteLifecycleAction", group % (ACCOUNT, "0a1b2c3d-1111-2222-3333-444455556666", "other"), IMPLICIT_DENY),
+        ("sqs:DeleteMessage", queue, ALLOWED),
+        ("sqs:ChangeMessageVisibility", queue, ALLOWED),
+        ("sqs:DeleteMessage", queue + "-other", IMPLICIT_DENY),
+        ("s3:PutObject", CLAIM, ALLOWED),
+        ("s3:DeleteObjectVersion", CLAIM, ALLOWED),
+        ("s3:PutObject", "arn:aws:s3:::%s/elsewhere/x.claim" % BUCKET, IMPLICIT_DENY),
+    ]
+    cases = [Case(_session(CONTROLLER), action, resource, identity_policies=[policy],
+                  resource_policy=bucket_policy if action.startswith("s3:") else None, context=context)
+             for action, resource, _expected in matrix]
+    got = [r.result for r in simulate(cases)]
+    assert got == [expected for _a, _r, expected in matrix], list(zip([m[:2] for m in matrix], got))
