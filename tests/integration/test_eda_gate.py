@@ -16,14 +16,13 @@ import uuid
 import pytest
 
 from _eda import Rulebook, notification, queue_counts, wait_until
-from _lab import ROOT, run_playbook, secure_launch_lab_vars
+from _lab import ROOT, secure_launch_lab_vars
 # gate_lab is a fixture (moto, the proxy's stand-in, Chef and Nessus reset around the test): pytest
 # finds it by the import
 from test_asg_gate import KEY_BUCKET, LAUNCHING, ROLE, TERMINATING, poll, scans_of
 from test_asg_gate import gate_lab  # noqa: F401 pylint: disable=unused-import
 
 GATE = os.path.join(ROOT, "playbooks", "asg_gate.yml")
-PREPARE_GROUPS = os.path.join(ROOT, "tests", "integration", "eda", "prepare_groups.yml")
 QUEUE = "cloudefigo-asg-events"
 
 
@@ -43,11 +42,7 @@ def events(gate_lab, tmp_path):
         "asg_gate_pull_poll_interval": 1,
         "asg_gate_pull_timeout": 60,
     })
-    # the security groups exist before the first events, as after any earlier run of the gate: two
-    # first runs at once (one per instance) in a fresh VPC race to create them (reported to the gate)
-    vpc = env.ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
-    prepared = run_playbook(env.lab, PREPARE_GROUPS, extra_vars=dict(settings, asg_gate_vpc=vpc), json_output=False)
-    assert prepared.rc == 0, prepared.stdout[-3000:]
+    # no security group exists yet: the first two runs (one per instance, at once) both create them
     book = Rulebook(env.lab, str(tmp_path), url, GATE, settings, env.lab["LAB_AWS_PROXY_ENDPOINT"], visibility=60)
     book.start()
     yield env, book, arn
