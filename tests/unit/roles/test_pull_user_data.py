@@ -84,8 +84,9 @@ def rendered(tmp_path_factory):
              {"name": "client.rb", "ansible.builtin.template": {"src": os.path.join(CHEF, "templates", "client.rb.j2"),
                                                                 "dest": "{{ chef_client_config_dir }}/client.rb", "mode": "0644"}},
              # the role's "Install the chef-client service and timer" (pinned below), under the root
-             {"name": "units", "ansible.builtin.template": {"src": os.path.join(CHEF, "templates", "{{ item }}.j2"),
-                                                           "dest": "{{ test_root }}/etc/systemd/system/{{ item }}", "mode": "0644"},
+             {"name": "units",
+              "ansible.builtin.template": {"src": os.path.join(CHEF, "templates", "{{ item }}.j2"),
+                                           "dest": "{{ test_root }}/etc/systemd/system/{{ item }}", "mode": "0644"},
               "loop": "{{ chef_client__units }}"},
          ]},
     ]
