@@ -114,7 +114,7 @@ def test_pull_launch_reaches_production_without_any_inbound_rule(lab, vm, pulled
     groups = {g["GroupName"]: g for g in ec2.describe_security_groups()["SecurityGroups"]}
     assert [g["GroupId"] for g in instance["SecurityGroups"]] == [groups["cloudefigo-production"]["GroupId"]]
     # pull: nothing may reach into the remediation group, not even SSH from the controller
-    assert groups["cloudefigo-remediation"]["IpPermissions"] == []
+    assert groups["cloudefigo-remediation-pull"]["IpPermissions"] == []
     # Chef: the node exists, converged, reports this instance, carries this launch's marks
     node = chef_client(lab).request("GET", "/nodes/%s" % name)
     assert node["automatic"]["ohai_time"] and node["automatic"]["ec2"]["instance_id"] == instance["InstanceId"]
