@@ -123,9 +123,9 @@ def launch(lab, size, workdir):
 def report(size, wall, calls, polls, per_module):
     print("batch of %2d: %6.1f s  module calls %4d (%.1f per instance) + %d scan status polls"
           % (size, wall, calls, calls / float(size), polls))
-    print("    per instance: " + ", ".join("%s %.1f" % (name.split(".")[-1], count / float(size))
-                                          for name, count in sorted(per_module.items(), key=lambda kv: -kv[1])
-                                          if count))
+    ranked = sorted(per_module.items(), key=lambda kv: -kv[1])
+    parts = ["%s %.1f" % (name.split(".")[-1], count / float(size)) for name, count in ranked if count]
+    print("    per instance: " + ", ".join(parts))
 
 
 def main():

@@ -48,4 +48,19 @@ else
     echo "bootstrap: npm not found; IAM simulation tests need node >= 20 and npm" >&2
 fi
 
+# Debian's cloud-init, unpacked (never installed: its services stay off this host), for
+# `cloud-init schema` on the pull-mode user data (tests/unit/plugins/modules/test_cloud_config_schema.py);
+# the venv has its other Python dependencies, configobj comes from Debian too.
+ci_dir="$ROOT/.cache/cloud-init"
+if [ ! -f "$ci_dir/usr/lib/python3/dist-packages/cloudinit/__init__.py" ] \
+        || [ ! -d "$ci_dir/usr/lib/python3/dist-packages/configobj" ]; then
+    debs="$(mktemp -d)"
+    if (cd "$debs" && apt-get download cloud-init python3-configobj >/dev/null 2>&1); then
+        for deb in "$debs"/*.deb; do dpkg -x "$deb" "$ci_dir"; done
+    else
+        echo "bootstrap: apt-get download cloud-init failed; the cloud-init schema test will fail until it succeeds" >&2
+    fi
+    rm -rf "$debs"
+fi
+
 echo "bootstrap: ready (venv .venv, collections .cache/collections)"

@@ -36,6 +36,16 @@ Contract (pinned by tests/integration/test_aws_proxy.py):
   the Describe calls); control endpoints ``GET asg``, ``POST asg/settings``, ``POST asg/expire``;
   ``POST reset`` forgets its state too.  See docs/lab-asg-lifecycle.md; pinned by
   tests/integration/test_asg_lifecycle_lab.py.
+- ``imds_vm_instance`` (behaviour): the instance last bound to the VM's console (the lab VM stands
+  in for it, pull mode) gets, from the IMDS paths the VM asks through this proxy, with an IMDSv2
+  token header (401 without one, as with ``HttpTokens=required``):
+  ``meta-data/instance-id``; ``user-data`` (the UserData moto stored at RunInstances, read with
+  DescribeInstanceAttribute; 404 when none); ``meta-data/iam/security-credentials/[role]`` only once
+  the instance has an instance-profile association (DescribeIamInstanceProfileAssociations; 404
+  before, as on EC2), then moto's; ``meta-data/tags/instance/[key]`` (DescribeTags; instance
+  metadata tags); the identity document with its instance id.  Nothing bound: moto answers.
+  ``GET vm-instance`` (control) -> ``{"instance_id": ... or null}``: the VM's cloud-init stand-in
+  polls it (unrecorded) until the lab binds an instance to it.
 
 Run by the lab as ``python -m services.aws_proxy --upstream URL --port N --log FILE`` (cwd lab/).
 """
@@ -122,6 +132,65 @@ def imds_identity_document(request):
 
 BEHAVIOURS = [("imds_identity_document", imds_identity_document)]
 
+
+class VmInstance:
+    """IMDS for the moto instance the lab VM stands in for (the last one bound to the VM console)."""
+
+    def __init__(self, upstream, consoles):
+        self.upstream = upstream
+        self.consoles = consoles
+        self._ec2 = None
+
+    def ec2(self):
+        if self._ec2 is None:
+            import boto3  # the lab's venv has it; only this behaviour needs it
+            self._ec2 = boto3.client("ec2", endpoint_url=self.upstream, region_name="us-east-1",
+                                     aws_access_key_id="testing", aws_secret_access_key="testing")
+        return self._ec2
+
+    @staticmethod
+    def _text(status, body=""):
+        return Response(status, body, {"Content-Type": "text/plain"})
+
+    def behaviour(self, request):
+        paths = ("/latest/meta-data/", "/latest/user-data", "/latest/dynamic/instance-identity/document")
+        if request.method != "GET" or not request.path.startswith(paths):
+            return None
+        instance_id = self.consoles.vm_instance()
+        if instance_id is None:
+            return None
+        if not request.headers.get("x-aws-ec2-metadata-token"):
+            return self._text(401)  # HttpTokens=required: IMDSv1 gets nothing
+        path = request.path[len("/latest/"):]
+        if path == "meta-data/instance-id":
+            return self._text(200, instance_id)
+        if path == "user-data":
+            value = self.ec2().describe_instance_attribute(InstanceId=instance_id, Attribute="userData").get(
+                "UserData", {}).get("Value")
+            if not value:
+                return self._text(404)
+            return Response(200, base64.b64decode(value), {"Content-Type": "application/octet-stream"})
+        if path.startswith("meta-data/iam/"):
+            associations = self.ec2().describe_iam_instance_profile_associations(
+                Filters=[{"Name": "instance-id", "Values": [instance_id]}]).get("IamInstanceProfileAssociations", [])
+            if not [a for a in associations if a.get("State") in ("associating", "associated")]:
+                return self._text(404)  # no profile yet: no credentials at all
+            return None  # moto's credentials
+        if path.startswith("meta-data/tags/instance"):
+            tags = dict((t["Key"], t["Value"]) for t in self.ec2().describe_tags(
+                Filters=[{"Name": "resource-id", "Values": [instance_id]}])["Tags"])
+            key = path[len("meta-data/tags/instance"):].strip("/")
+            if not key:
+                return self._text(200, "\n".join(sorted(tags)))
+            return self._text(200, tags[key]) if key in tags else self._text(404)
+        if path == "dynamic/instance-identity/document":
+            answer = imds_identity_document(request)
+            document = json.loads(answer.body)
+            document["instanceId"] = instance_id
+            return Response(200, json.dumps(document), {"Content-Type": "application/json"})
+        return None
+
+
 CONSOLE_BYTES = 64 * 1024  # GetConsoleOutput returns the last 64 KB
 EC2_XMLNS = "http://ec2.amazonaws.com/doc/2016-11-15/"
 
@@ -141,8 +210,15 @@ class Consoles:
         if not path:
             raise ValueError("no console_file given and the proxy knows no VM console (--vm-console)")
         with self.lock:
+            self.bound.pop(instance_id, None)  # re-binding makes it the last one
             self.bound[instance_id] = path
         return path
+
+    def vm_instance(self):
+        """The instance last bound to the VM's console (the one the VM stands in for), or None."""
+        with self.lock:
+            bound = [i for i, path in self.bound.items() if self.vm_console and path == self.vm_console]
+        return bound[-1] if bound else None
 
     def snapshot(self):
         with self.lock:
@@ -264,6 +340,8 @@ def make_handler(upstream, recorder, behaviours, consoles=None, lifecycle=None):
                 if lifecycle is not None:
                     lifecycle.reset()
                 return Response(200, json.dumps({"ok": True}), {"Content-Type": "application/json"})
+            if consoles is not None and name == "vm-instance" and request.method == "GET":
+                return Response(200, json.dumps({"instance_id": consoles.vm_instance()}), {"Content-Type": "application/json"})
             if consoles is not None and name == "console":
                 if request.method == "GET":
                     return Response(200, json.dumps({"consoles": consoles.snapshot()}), {"Content-Type": "application/json"})
@@ -340,7 +418,8 @@ def serve(upstream, port, log_path, behaviours=None, host="127.0.0.1", vm_consol
     lifecycle = None
     if behaviours is None:
         lifecycle = asg_lifecycle.Lifecycle(upstream, Response)
-        behaviours = BEHAVIOURS + [("ec2_console_output", consoles.behaviour), ("asg_lifecycle", lifecycle.behaviour)]
+        behaviours = ([("imds_vm_instance", VmInstance(upstream.rstrip("/"), consoles).behaviour)] + BEHAVIOURS
+                      + [("ec2_console_output", consoles.behaviour), ("asg_lifecycle", lifecycle.behaviour)])
     server = ThreadingHTTPServer((host, port), make_handler(upstream.rstrip("/"), recorder, behaviours, consoles,
                                                             lifecycle))
     server.daemon_threads = True

@@ -1,8 +1,13 @@
 """vm: a throwaway stand-in EC2 instance under qemu (software emulation, no KVM).
 
 Image from lab/vm/ (built once, cached under .cache/vm/).  Each start boots it with the root disk
-in `snapshot=on` mode (nothing persists) plus a fresh sparse data disk standing in for the EBS
-data volume.  That disk's virtio serial is what an EBS volume shows as its NVMe serial: `vol` and
+in `snapshot=on` mode (the image is never written: qemu keeps the changes in a temporary overlay
+for the life of its process) plus a fresh sparse data disk standing in for the EBS data volume.
+A reboot of the guest (`reboot()` below, or `busybox reboot` inside) resets the machine in the
+same qemu process: the overlay, hence the root disk's changes, and the data disk survive it, as
+an EC2 instance's disks survive a reboot; `lab down` forgets them.  The kernel command line
+carries `lab.imds=<the lab proxy as the VM reaches it>` for the VM's cloud-init stand-in
+(lab/vm/cloud-init-lab: pull mode).  That disk's virtio serial is what an EBS volume shows as its NVMe serial: `vol` and
 the hex digits without the dash (20 characters, virtio's limit too).  LAB_VM_DATA_VOLUME_ID is
 the API form `vol-<hex>`; the data_volume role accepts either form.
 
@@ -68,9 +73,11 @@ def start(ctx):
             os.remove(path)
     cmd = [
         "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "2",
-        "-display", "none", "-monitor", "none", "-serial", "file:" + console, "-no-reboot",
+        # no -no-reboot: a guest reboot resets the machine in this process (the overlay survives)
+        "-display", "none", "-monitor", "none", "-serial", "file:" + console,
         "-kernel", os.path.join(img, "vmlinuz"), "-initrd", os.path.join(img, "initrd.img"),
-        "-append", "console=ttyS0 quiet panic=-1",
+        "-append", "console=ttyS0 quiet panic=-1" + (
+            " lab.imds=" + ctx.env["LAB_AWS_PROXY_ENDPOINT_FROM_VM"] if ctx.env.get("LAB_AWS_PROXY_ENDPOINT_FROM_VM") else ""),
         "-drive", "file=%s,format=raw,if=none,id=root,snapshot=on" % os.path.join(img, "root.img"),
         "-device", "virtio-blk-pci,drive=root,serial=rootfs",
         "-drive", "file=%s,format=raw,if=none,id=data,cache=unsafe" % data,
@@ -109,6 +116,34 @@ def start(ctx):
         },
         "files": [data, inventory, key],
     }
+
+
+def _ssh(port, key, command, timeout=60, connect_timeout=10):
+    cmd = ["ssh", "-p", str(port), "-i", key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+           "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=%d" % connect_timeout, "-o", "LogLevel=ERROR",
+           "root@127.0.0.1", command]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def reboot(env, timeout=300):
+    """Reboot the guest for real (busybox init's reboot: every process ends, the kernel restarts,
+    tmpfs is gone) and wait until it answers again; returns the new boot id.  env: the lab env."""
+    import time
+    port, key = int(env["LAB_VM_SSH_PORT"]), env["LAB_VM_SSH_KEY"]
+    before = _ssh(port, key, "cat /proc/sys/kernel/random/boot_id").stdout.strip()
+    _ssh(port, key, "sync; (sleep 1; /usr/local/lib/lab/busybox reboot) >/dev/null 2>&1 &")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        try:
+            # slirp accepts while the guest is down: a short banner wait, then try again
+            answer = _ssh(port, key, "cat /proc/sys/kernel/random/boot_id", timeout=30, connect_timeout=4)
+        except subprocess.TimeoutExpired:
+            continue
+        now = answer.stdout.strip()
+        if answer.returncode == 0 and now and now != before:
+            return now
+    raise RuntimeError("lab VM did not come back from its reboot within %d s" % timeout)
 
 
 def stop(ctx, info):

@@ -17,6 +17,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 MIRROR="${LAB_VM_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
 PACKAGES=cryptsetup-bin,e2fsprogs,python3,python3-apt,kmod,openssh-server,iproute2,sudo,util-linux
+# pull mode: lab/vm/cloud-init-lab reads the #cloud-config user data
+PACKAGES="$PACKAGES,python3-yaml"
 # modprobe names; their dependencies are added by modprobe --show-depends
 MODULES="virtio_pci virtio_blk virtio_net ext4 dm_mod dm_crypt xts aesni_intel aes_generic algif_skcipher af_alg cbc ecb sha256_generic crc32c_generic"
 
@@ -69,6 +71,7 @@ fi
 R="$WORK/root"
 install -D -m 0755 "$WORK/bb/bin/busybox" "$R/usr/local/lib/lab/busybox"
 install -D -m 0755 "$HERE/guest-rcS" "$R/usr/local/lib/lab/rcS"
+install -D -m 0644 "$HERE/cloud-init-lab" "$R/usr/local/lib/lab/cloud-init-lab"
 cat >"$R/etc/inittab" <<'EOF'
 ::sysinit:/usr/local/lib/lab/rcS
 ::respawn:/usr/sbin/sshd -D -e

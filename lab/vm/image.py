@@ -2,7 +2,7 @@
 
     python3 lab/vm/image.py          print the cached image dir, building it first if needed
 
-The key is a hash of the build inputs (build.sh, initramfs-init, guest-rcS), so CI rebuilds only
+The key is a hash of the build inputs (build.sh, initramfs-init, guest-rcS, cloud-init-lab), so CI rebuilds only
 when they change.  A lock file serialises concurrent builds; a build is published by renaming.
 """
 import fcntl
@@ -14,7 +14,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-INPUTS = ("build.sh", "initramfs-init", "guest-rcS")
+INPUTS = ("build.sh", "initramfs-init", "guest-rcS", "cloud-init-lab")
 FILES = ("vmlinuz", "initrd.img", "root.img", "id_ed25519", "id_ed25519.pub", "build.json")
 
 

@@ -178,3 +178,57 @@ def test_ec2_console_output_behaviour_answers_bound_instances_from_their_console
     assert json.loads(get(proxy + "/_lab/proxy/console")[1]) == {"consoles": {}}
     assert "SSH HOST KEY" not in (ec2.get_console_output(InstanceId=bound).get("Output") or "")
     assert [r["answered_by"] for r in recorded(proxy) if r["service"] == "ec2"] == ["moto"]
+
+
+def imds(url, path, token=True):
+    headers = {"X-aws-ec2-metadata-token": "lab-token"} if token else {}
+    req = urllib.request.Request(url + "/latest/" + path, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+
+
+def test_imds_vm_instance_behaviour_serves_the_instance_the_vm_stands_in_for(aws, lab, proxy, tmp_path):
+    """Pull mode in the lab: for the instance bound to the VM's console, IMDS answers its id, the
+    user data moto stored, its tags, and role credentials only once a profile is associated."""
+    import boto3
+    kwargs = dict(endpoint_url=proxy, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    ec2, iam = boto3.client("ec2", **kwargs), boto3.client("iam", **kwargs)
+    user_data = b"#cloud-config\nruncmd:\n- [true]\n"
+    vm_id = ec2.run_instances(ImageId="ami-1e749f67", MinCount=1, MaxCount=1, UserData=user_data.decode())["Instances"][0]["InstanceId"]
+    other = ec2.run_instances(ImageId="ami-1e749f67", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    assert imds(proxy, "meta-data/instance-id")[1] != vm_id.encode()  # nothing bound: moto's IMDS
+
+    assert json.loads(get(proxy + "/_lab/proxy/vm-instance")[1]) == {"instance_id": None}
+    post_json(proxy + "/_lab/proxy/console", {"instance_id": vm_id})  # the VM's console: the VM stands in for it
+    post_json(proxy + "/_lab/proxy/console", {"instance_id": other, "console_file": str(tmp_path / "c.log")})
+    assert json.loads(get(proxy + "/_lab/proxy/vm-instance")[1]) == {"instance_id": vm_id}  # unrecorded control
+    assert imds(proxy, "meta-data/instance-id", token=False)[0] == 401  # IMDSv2 only
+    assert imds(proxy, "meta-data/instance-id") == (200, vm_id.encode())
+    assert imds(proxy, "user-data") == (200, user_data)
+    doc = json.loads(imds(proxy, "dynamic/instance-identity/document")[1])
+    assert doc["instanceId"] == vm_id and doc["accountId"] == "123456789012"
+
+    # no credentials before the profile association (the secure launch associates it after launch)
+    assert imds(proxy, "meta-data/iam/security-credentials/")[0] == 404
+    iam.create_role(RoleName="vm-role", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    profile = iam.create_instance_profile(InstanceProfileName="vm-profile")["InstanceProfile"]
+    ec2.associate_iam_instance_profile(InstanceId=other, IamInstanceProfile={"Arn": profile["Arn"]})
+    assert imds(proxy, "meta-data/iam/security-credentials/")[0] == 404  # another instance's profile
+    ec2.associate_iam_instance_profile(InstanceId=vm_id, IamInstanceProfile={"Arn": profile["Arn"]})
+    status, roles = imds(proxy, "meta-data/iam/security-credentials/")
+    assert status == 200 and roles.strip()
+    assert "AccessKeyId" in json.loads(imds(proxy, "meta-data/iam/security-credentials/" + roles.decode().split()[0])[1])
+
+    assert imds(proxy, "meta-data/tags/instance/cloudefigo:data-volume")[0] == 404
+    ec2.create_tags(Resources=[vm_id], Tags=[{"Key": "cloudefigo:data-volume", "Value": "vol-0123456789abcdef0"}])
+    ec2.create_tags(Resources=[other], Tags=[{"Key": "cloudefigo:data-volume", "Value": "vol-0fffffffffffffff0"}])
+    assert imds(proxy, "meta-data/tags/instance/cloudefigo:data-volume") == (200, b"vol-0123456789abcdef0")
+    assert b"cloudefigo:data-volume" in imds(proxy, "meta-data/tags/instance")[1]
+    answered = {r["path"]: r["answered_by"] for r in recorded(proxy) if r["service"] == "imds"}
+    assert answered["/latest/user-data"] == answered["/latest/meta-data/instance-id"] == "imds_vm_instance"
+
+    post(proxy + "/_lab/proxy/reset")  # no binding: moto's IMDS again
+    assert imds(proxy, "meta-data/instance-id")[1] != vm_id.encode()

@@ -181,5 +181,17 @@ def test_validator_cannot_take_over_a_registered_client(lab, nodes):
                           text=True, timeout=120, check=False)
     assert proc.returncode == 1 and "already registered" in proc.stderr, proc.stdout + proc.stderr
     assert not (impostor_dir / "client.pem").exists()
+    # nor with the API directly: the validator can neither regenerate B's key nor touch B's node
+    from ansible_collections.cloudefigo.core.plugins.module_utils._chef import ChefClient, ChefError
+    with open(lab["LAB_CHEF_VALIDATOR_KEY"], "rb") as handle:
+        validator = ChefClient(lab["LAB_CHEF_URL"], lab["LAB_CHEF_VALIDATOR_NAME"], handle.read())
+    victim = chef_client(lab).get("/nodes/%s" % b.name)
+    for call in (lambda: validator.put("/clients/%s" % b.name, {"name": b.name, "private_key": True}),
+                 lambda: validator.put("/nodes/%s" % b.name, dict(victim, run_list=["recipe[evil]"])),
+                 lambda: validator.delete("/clients/%s" % b.name, missing_ok=False)):
+        with pytest.raises(ChefError) as failure:
+            call()
+        assert failure.value.status == 403
+    assert chef_client(lab).get("/nodes/%s" % b.name) == victim
     # B's own key still works
     assert b.run().returncode == 0

@@ -184,3 +184,50 @@ def test_bootstrap_objects_only_at_launch_and_only_inside_the_vpc(written):
         Case(web, "s3:GetObject", boot, identity_policies=[written["docs"][WEB]], context=_ctx(acct), account_id=acct),
     ])
     assert [r.result for r in results] == [ALLOWED, EXPLICIT_DENY, IMPLICIT_DENY]
+
+
+def test_progress_tag_only_on_itself_and_only_its_progress_key(written):
+    """A self-configuring instance (pull mode) reports its steps in tag cloudefigo:progress: its launch
+    role may set that tag, on itself, and nothing else; the production role may tag nothing."""
+    acct, launch, production = written["account"], written["web_launch"], written["docs"][WEB]
+    web = _principal(acct, WEB, WEB_ID)
+    own, other = _instance_arn(acct, WEB_ID), _instance_arn(acct, DB_ID)
+
+    def tagging(keys, **changes):
+        context = _ctx(acct, **changes)
+        if keys is not None:
+            context["aws:TagKeys"] = keys
+            for key in keys:
+                context["aws:RequestTag/" + key] = "chef"
+        return context
+
+    no_guard = json.loads(json.dumps(launch))
+    for statement in no_guard["Statement"]:
+        if statement.get("Sid") == "TagOwnProgress":
+            del statement["Condition"]["Null"]
+    matrix = [
+        ("its own progress, on itself", "ec2:CreateTags", own, launch, tagging(["cloudefigo:progress"]), ALLOWED),
+        # the EC2 API over the internet (no interface endpoint): the network Denies do not match
+        ("its own progress, no VPC endpoint", "ec2:CreateTags", own, launch,
+         tagging(["cloudefigo:progress"], **{"aws:SourceVpc": None, "aws:VpcSourceIp": None}), ALLOWED),
+        ("SecurityStatus on itself", "ec2:CreateTags", own, launch, tagging(["SecurityStatus"]), IMPLICIT_DENY),
+        ("progress and SecurityStatus at once", "ec2:CreateTags", own, launch,
+         tagging(["cloudefigo:progress", "SecurityStatus"]), IMPLICIT_DENY),
+        ("an owner mark on itself", "ec2:CreateTags", own, launch, tagging(["cloudefigo:instance-id"]), IMPLICIT_DENY),
+        ("a look-alike key", "ec2:CreateTags", own, launch, tagging(["xcloudefigo:progress"]), IMPLICIT_DENY),
+        ("no tag key at all (ForAllValues of nothing)", "ec2:CreateTags", own, launch, tagging(None), IMPLICIT_DENY),
+        ("... allowed without the Null guard", "ec2:CreateTags", own, no_guard, tagging(None), ALLOWED),
+        ("its progress on another instance", "ec2:CreateTags", other, launch, tagging(["cloudefigo:progress"]), IMPLICIT_DENY),
+        ("its credentials used on another instance", "ec2:CreateTags", own, launch,
+         tagging(["cloudefigo:progress"], **{"ec2:SourceInstanceARN": other}), IMPLICIT_DENY),
+        ("deleting a tag", "ec2:DeleteTags", own, launch, tagging(["SecurityStatus"]), IMPLICIT_DENY),
+        ("the production role, its own progress", "ec2:CreateTags", own, production,
+         tagging(["cloudefigo:progress"]), IMPLICIT_DENY),
+        ("the production role, SecurityStatus", "ec2:CreateTags", own, production, tagging(["SecurityStatus"]), IMPLICIT_DENY),
+    ]
+    results = simulate([Case(web, action, resource, identity_policies=[doc], context=context, account_id=acct)
+                        for _name, action, resource, doc, context, _expected in matrix])
+    for (name, _action, _resource, _doc, context, expected), got in zip(matrix, results):
+        assert got.result == expected, "%s: %s, expected %s (%s)" % (name, got.result, expected, got.errors)
+        if "aws:TagKeys" in context:
+            assert "aws:TagKeys" not in got.ignored_context_keys, "%s: simulator ignored aws:TagKeys" % name

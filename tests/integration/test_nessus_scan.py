@@ -310,7 +310,7 @@ def test_sim_contract_progress_as_nessus_gives_it(lab, sim):
         "name": "contract " + target, "text_targets": target, "enabled": False}})
     scan_id = created["scan"]["id"]
     runs = []
-    for _ in range(2):
+    for attempt in range(2):
         status, launched = api_call(lab, "POST", "/scans/%s/launch" % scan_id)
         assert status == 200 and launched["scan_uuid"]
         seen = []
@@ -328,7 +328,7 @@ def test_sim_contract_progress_as_nessus_gives_it(lab, sim):
             if run["status"] == "completed":
                 break
             time.sleep(0.1)
-        statuses = [s for s, _ in seen]
+        statuses = [entry[0] for entry in seen]
         assert statuses[0] == "pending" and "running" in statuses and statuses[-1] == "completed", seen
         progress = [p for s, p in seen if s == "running"]
         assert progress == sorted(progress) and progress[-1] < 100 and seen[-1][1] == 100, seen
@@ -336,7 +336,7 @@ def test_sim_contract_progress_as_nessus_gives_it(lab, sim):
     # the first run, read by its history_id, is completed at 100; an unknown history_id is a 404
     status, first = api_call(lab, "GET", "/scans/%s?history_id=%s" % (scan_id, runs[0]["history_id"]))
     assert status == 200 and first["info"]["status"] == "completed" and first["hosts"][0]["scanprogresscurrent"] == 100
-    status, _ = api_call(lab, "GET", "/scans/%s?history_id=999999" % scan_id)
+    status = api_call(lab, "GET", "/scans/%s?history_id=999999" % scan_id)[0]
     assert status == 404
     api_call(lab, "DELETE", "/scans/%s" % scan_id)
 
@@ -350,7 +350,7 @@ def test_launched_then_polls_show_status_and_progress(sim, playbook, tmp_path):
     assert "progress" in launched
     polls = []
     started = time.monotonic()
-    for _ in range(20):
+    for poll in range(20):
         # each poll watches the run for up to 1 s (status requests every 0.3 s), then reports
         res = scan(playbook, tmp_path, {"state": "launched", "scan_id": launched["scan_id"],
                                         "scan_uuid": launched["scan_uuid"], "watch_timeout": 1})
@@ -362,7 +362,7 @@ def test_launched_then_polls_show_status_and_progress(sim, playbook, tmp_path):
     assert polls[-1] == ("completed", 100), polls
     assert len(polls) >= 2 and time.monotonic() - started < 20, polls
     assert all(p is None for s, p in polls if s == "pending"), polls
-    done = [p for _, p in polls if p is not None]
+    done = [entry[1] for entry in polls if entry[1] is not None]
     assert done == sorted(done), polls
     runs = sim.scans_of(target)
     assert len(runs) == 1 and len(runs[0]["runs"]) == 1

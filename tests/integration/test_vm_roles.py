@@ -4,18 +4,24 @@ data_volume + luks_volume: the controller side creates/attaches an encrypted vol
 instance side finds the VM's data disk by volume id (LAB_VM_DATA_VOLUME_ID, see
 roles/data_volume/README.md), the key comes from moto's S3 through the IMDS answers moto gives at
 LAB_AWS_ENDPOINT_FROM_VM.  Then os_upgrade (apt for real, dnf task selection in check mode with a
-stub dnf module) and chef_client (a locally built dummy chef .deb).
+stub dnf module) and chef_client (the lab's chef package, whose chef-client is the stand-in
+lab/vm/chef_standin.py: it registers and converges against the lab's goiardi for real, its ec2 data
+from the IMDS the lab proxy serves for the moto instance the VM stands in for).
 
 The tests of one topic build on each other (pytest runs them in file order) and share one VM.
 """
 import base64
+import json
 import os
 import re
 import subprocess
+import time
+import urllib.request
+import uuid
 
 import pytest
 
-from _lab import ROOT, moto_reset, run_playbook, AWS
+from _lab import ROOT, chef_client, moto_reset, run_playbook, AWS
 
 pytestmark = pytest.mark.vm
 
@@ -294,63 +300,85 @@ def test_os_upgrade_dnf_path_check_mode_with_stub(lab, vm):
 
 # --- chef_client --------------------------------------------------------------------------------
 
-DUMMY_CHEF_CLIENT = """#!/bin/sh
-# dummy chef-client built by test_vm_roles.py: records how it was run and what it found
+# Run by the role instead of /usr/bin/chef-client in the tests that look at the validator key: records
+# what the run found (mode, owner, file system of the key), then runs the real stand-in.
+WITNESS = """#!/bin/sh
 conf=/etc/chef/client.rb
-while [ $# -gt 0 ]; do [ "$1" = -c ] && conf="$2"; shift; done
-dir="$(dirname "$conf")"
-# (single quotes since client.rb escapes for Ruby, double quotes as 0.1.0 wrote it)
-vkey="$(sed -n "s/^validation_key *[\\"']\\(.*\\)[\\"']$/\\1/p" "$conf" 2>/dev/null)"
-mkdir -p /var/lib/chef-dummy
-{
-  printf 'run uid=%s conf=%s client_rb=%s' "$(id -u)" "$conf" "$([ -r "$conf" ] && echo yes || echo no)"
-  [ -e "$dir/client.pem" ] && printf ' client.pem=%s' "$(stat -c %a:%U "$dir/client.pem")"
+prev=; for a in "$@"; do [ "$prev" = -c ] && conf="$a"; prev="$a"; done
+vkey="$(sed -n "s/^validation_key *'\\(.*\\)'$/\\1/p" "$conf")"
+mkdir -p /var/lib/chef-witness
+{ printf 'run uid=%s conf=%s' "$(id -u)" "$conf"
   [ -n "$vkey" ] && [ -e "$vkey" ] && printf ' validation.pem=%s:%s' "$(stat -c %a:%U "$vkey")" "$(stat -f -c %T "$vkey")"
-  echo
-} >>/var/lib/chef-dummy/runs.log
-# a first run that fails (the test asks for it): nothing registered
-[ -e /var/lib/chef-dummy/fail ] && { echo "dummy chef-client: failing as asked" >&2; exit 1; }
-# registration as the real one does it: the validator gets the node its own client key
-if [ -n "$vkey" ] && [ -e "$vkey" ] && [ ! -e "$dir/client.pem" ]; then
-  (umask 077; echo dummy-client-key >"$dir/client.pem")
-fi
+  echo; } >>/var/lib/chef-witness/runs.log
+exec /usr/bin/chef-client "$@"
 """
+CHEF_CLEAN = ("dpkg --purge chef >/dev/null 2>&1; rm -rf /etc/chef /etc/chef-vl /var/cache/chef_client /var/lib/chef-witness"
+              " /usr/local/bin/chef-client-witness /etc/systemd/system/chef-client.service"
+              " /etc/systemd/system/chef-client.timer")
 
 
 @pytest.fixture(scope="module")
 def chef(lab, vm, tmp_path_factory):
+    """The lab's chef package (its chef-client is the stand-in lab/vm/chef_standin.py) and the lab's
+    validator key in moto's S3, a moto instance the VM stands in for (its IMDS through the lab proxy),
+    and goiardi's API as admin."""
     import hashlib
     moto_reset(lab)
     build = tmp_path_factory.mktemp("chefdeb")
-    root = build / "chef"
-    (root / "DEBIAN").mkdir(parents=True)
-    (root / "usr" / "bin").mkdir(parents=True)
-    (root / "DEBIAN" / "control").write_text(
-        "Package: chef\nVersion: 18.0.0-1\nArchitecture: all\nMaintainer: lab <lab@example.invalid>\n"
-        "Description: dummy chef-client for the cloudefigo lab\n")
-    script = root / "usr" / "bin" / "chef-client"
-    script.write_text(DUMMY_CHEF_CLIENT)
-    script.chmod(0o755)
+    subprocess.run(["bash", os.path.join(ROOT, "lab", "vm", "chef-deb.sh"), str(build)], check=True, capture_output=True)
     deb = build / "chef_18.0.0-1_all.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)], check=True, capture_output=True)
     data = deb.read_bytes()
-    s3 = AWS(lab).client("s3")
+    aws = AWS(lab)
+    s3, ec2 = aws.client("s3"), aws.client("ec2")
     s3.create_bucket(Bucket="lab-chef")
     # public-read: the https:// download path (get_url) fetches it without credentials
     s3.put_object(Bucket="lab-chef", Key="pkgs/" + deb.name, Body=data, ACL="public-read")
-    validator = ("-----BEGIN RSA PRIVATE KEY-----\n%s\n-----END RSA PRIVATE KEY-----\n"
-                 % base64.b64encode(os.urandom(600)).decode())
-    s3.put_object(Bucket="lab-chef", Key="validator/lab-validator.pem", Body=validator.encode())
-    vm.sh("dpkg --purge chef >/dev/null 2>&1; rm -rf /etc/chef /etc/chef-vl /var/cache/chef_client /var/lib/chef-dummy")
-    yield {"deb": deb.name, "sha256": hashlib.sha256(data).hexdigest(), "validator": validator,
+    with open(lab["LAB_CHEF_VALIDATOR_KEY"], "rb") as handle:
+        validator = handle.read()
+    s3.put_object(Bucket="lab-chef", Key="validator/lab-validator.pem", Body=validator)
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.micro")["Instances"][0]["InstanceId"]
+    # its role (moto's IMDS hands out fixed test credentials once the profile is associated)
+    iam = aws.client("iam")
+    iam.create_role(RoleName="lab-vm-chef", AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":'
+                    '"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}')
+    iam.create_instance_profile(InstanceProfileName="lab-vm-chef")
+    iam.add_role_to_instance_profile(InstanceProfileName="lab-vm-chef", RoleName="lab-vm-chef")
+    ec2.associate_iam_instance_profile(IamInstanceProfile={"Name": "lab-vm-chef"}, InstanceId=iid)
+    # the VM stands in for this instance: the proxy's IMDS answers its instance id
+    request = urllib.request.Request(lab["LAB_AWS_PROXY_ENDPOINT"] + "/_lab/proxy/console", method="POST",
+                                     data=json.dumps({"instance_id": iid}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=30).close()
+    vm.sh(CHEF_CLEAN)
+    vm.sh("cat > /usr/local/bin/chef-client-witness <<'EOF'\n%sEOF\nchmod 0755 /usr/local/bin/chef-client-witness" % WITNESS)
+    api = chef_client(lab)
+    names = []
+    yield {"deb": deb.name, "sha256": hashlib.sha256(data).hexdigest(), "validator": validator.decode(), "iid": iid,
            "http": "%s/lab-chef/pkgs/%s" % (lab["LAB_AWS_ENDPOINT_FROM_VM"], deb.name),
-           "s3": "s3://lab-chef/pkgs/" + deb.name}
-    vm.sh("dpkg --purge chef >/dev/null 2>&1; rm -rf /etc/chef /etc/chef-vl /var/cache/chef_client /var/lib/chef-dummy")
+           "s3": "s3://lab-chef/pkgs/" + deb.name, "api": api, "names": names}
+    vm.sh(CHEF_CLEAN)
+    for name in names:
+        api.delete("/nodes/%s" % name, missing_ok=True)
+        api.delete("/clients/%s" % name, missing_ok=True)
 
 
 def chef_run(lab, extra, verbose=False):
     return run_playbook(lab, os.path.join(PLAYS, "chef_client.yml"), extra_vars=extra,
                         inventory=lab["LAB_VM_INVENTORY"], json_output=False, args=["-vvv"] if verbose else [])
+
+
+def chef_node_name(chef):
+    name = "lab-vm-%s" % uuid.uuid4().hex[:8]
+    chef["names"].append(name)
+    return name
+
+
+def validator_vars(chef, name, **more):
+    return dict({"chef_client_package_url": chef["s3"], "chef_client_package_sha256": chef["sha256"],
+                 "chef_client_node_name": name, "chef_client_validator_name": "chef-validator",
+                 "chef_client_validator_key_bucket": "lab-chef",
+                 "chef_client_validator_key_object": "validator/lab-validator.pem"}, **more)
 
 
 def test_chef_client_checksum_mismatch_fails(lab, vm, chef):
@@ -363,64 +391,104 @@ def test_chef_client_checksum_mismatch_fails(lab, vm, chef):
 
 
 def test_chef_client_validator_key_gone_after_a_failed_first_run(lab, vm, chef):
-    """The validator key is on a tmpfs only while chef-client runs, and gone when the run fails."""
-    extra = {"chef_client_package_url": chef["s3"], "chef_client_package_sha256": chef["sha256"],
-             "chef_client_validator_name": "lab-validator", "chef_client_validator_key_bucket": "lab-chef",
-             "chef_client_validator_key_object": "validator/lab-validator.pem"}
-    vm.sh("mkdir -p /var/lib/chef-dummy && touch /var/lib/chef-dummy/fail")
-    try:
-        result = chef_run(lab, extra)
-    finally:
-        vm.sh("rm -f /var/lib/chef-dummy/fail")
-    assert result.rc != 0 and "failing as asked" in result.stdout, result.stdout[-5000:]
-    runs = vm.out("cat /var/lib/chef-dummy/runs.log").splitlines()
+    """The validator key is on a tmpfs only while chef-client runs, and gone when the run fails
+    (here for real: the server refuses a validator name its key does not belong to)."""
+    name = chef_node_name(chef)
+    extra = validator_vars(chef, name, chef_client_validator_name="no-such-validator",
+                           chef_client_binary="/usr/local/bin/chef-client-witness")
+    result = chef_run(lab, extra)
+    assert result.rc != 0 and "FATAL: Chef Infra Client failed" in result.stdout, result.stdout[-5000:]
+    runs = vm.out("cat /var/lib/chef-witness/runs.log").splitlines()
     # chef-client saw the key, 0600 root, on a tmpfs
-    assert runs == ["run uid=0 conf=/etc/chef/client.rb client_rb=yes validation.pem=600:root:tmpfs"]
+    assert runs == ["run uid=0 conf=/etc/chef/client.rb validation.pem=600:root:tmpfs"]
     assert vm.sh("test -e /run/chef_client/validation.pem", check=False).returncode != 0
     assert vm.sh("test -e /etc/chef/validation.pem", check=False).returncode != 0
     assert vm.out("findmnt -n -o FSTYPE --mountpoint /run/chef_client || true") == ""
     assert vm.sh("test -e /etc/chef/.first-run-done", check=False).returncode != 0
-    vm.sh("dpkg --purge chef >/dev/null 2>&1; rm -rf /etc/chef /var/lib/chef-dummy")
+    assert vm.sh("test -e /etc/chef/client.pem", check=False).returncode != 0
+    assert chef["api"].get("/clients/%s" % name, missing_ok=True) is None
+    assert chef["api"].get("/nodes/%s" % name, missing_ok=True) is None
+    vm.sh(CHEF_CLEAN)
 
 
-def test_chef_client_validator_install_config_first_run(lab, vm, chef):
-    extra = {"chef_client_package_url": chef["http"], "chef_client_package_sha256": chef["sha256"],
-             "chef_client_validator_name": "lab-validator", "chef_client_validator_key_bucket": "lab-chef",
-             "chef_client_validator_key_object": "validator/lab-validator.pem"}
-    first = chef_run(lab, extra, verbose=True)
+def test_chef_client_validator_registers_and_converges(lab, vm, chef):
+    """The first run registers with the validator key and converges the node in goiardi; the timer's
+    unit files are installed; a second role run changes nothing."""
+    name = chef_node_name(chef)
+    chef["validator_node"] = name
+    started = time.time()
+    first = chef_run(lab, validator_vars(chef, name, chef_client_package_url=chef["http"]), verbose=True)
     assert first.rc == 0, first.stdout[-8000:]
     body = chef["validator"].split("\n")[1]
     assert body[:40] not in first.stdout + first.stderr
     assert vm.out("dpkg-query -W -f '${Version}' chef") == "18.0.0-1"
     client_rb = vm.out("cat /etc/chef/client.rb")
-    assert "node_name              'lab-vm-node'" in client_rb
-    assert "validation_client_name 'lab-validator'" in client_rb
+    assert "node_name              '%s'" % name in client_rb
+    assert "validation_client_name 'chef-validator'" in client_rb
     assert "validation_key         '/run/chef_client/validation.pem'" in client_rb
-    assert "ssl_verify_mode        :verify_peer" in client_rb
-    runs = vm.out("cat /var/lib/chef-dummy/runs.log").splitlines()
-    # the first run saw client.rb and the validator key, 0600 root, on tmpfs; the key is gone afterwards
-    assert runs == ["run uid=0 conf=/etc/chef/client.rb client_rb=yes validation.pem=600:root:tmpfs"]
+    assert "registering with the validator chef-validator" in first.stdout
+    # the Chef server: a non-admin client of the node's name, the node converged from the VM
+    client = chef["api"].get("/clients/%s" % name)
+    assert client["name"] == name and not client.get("admin") and not client.get("validator")
+    node = chef["api"].get("/nodes/%s" % name)
+    auto = node["automatic"]
+    assert started <= auto["ohai_time"] <= time.time()
+    assert auto["ec2"]["instance_id"] == chef["iid"]
+    assert node["run_list"] == ["recipe[base]"] and auto["recipes"] == ["base"]
+    assert auto["hostname"] == "lab-vm" and auto["ipaddress"] == "10.0.2.15"
+    assert auto["platform"] == "debian" and auto["platform_version"].startswith("12.")
+    assert auto["kernel"]["release"] == vm.out("uname -r")
+    # the client key the registration wrote, and no validator key anywhere after the run
+    assert vm.out("stat -c %a:%U /etc/chef/client.pem") == "600:root"
     assert vm.sh("test -e /run/chef_client/validation.pem", check=False).returncode != 0
     assert vm.sh("test -e /etc/chef/validation.pem", check=False).returncode != 0
     assert vm.out("findmnt -n -o FSTYPE --mountpoint /run/chef_client || true") == ""
-    assert '"role[base]"' in vm.out("cat /etc/chef/first-boot.json")
-    second = chef_run(lab, extra)
+    # the schedule: units installed (busybox init here, no systemd: nothing to enable)
+    unit = vm.out("cat /etc/systemd/system/chef-client.service")
+    assert "ExecStart=/usr/bin/chef-client --once --no-fork -c /etc/chef/client.rb" in unit
+    assert "OnUnitInactiveSec=1800s" in vm.out("cat /etc/systemd/system/chef-client.timer")
+    second = chef_run(lab, validator_vars(chef, name, chef_client_package_url=chef["http"]))
     assert second.rc == 0 and recap(second)["changed"] == 0, second.stdout[-8000:]
-    assert len(vm.out("cat /var/lib/chef-dummy/runs.log").splitlines()) == 1
+    assert chef["api"].get("/nodes/%s" % name)["automatic"]["ohai_time"] == auto["ohai_time"]
+
+
+def test_chef_client_schedule_command_reconverges(lab, vm, chef):
+    """What chef-client.timer starts: the service's ExecStart, run in the VM (busybox init), converges
+    again with the node's own key: ohai_time advances on the Chef server."""
+    name = chef.get("validator_node")
+    if not name:
+        pytest.fail("needs test_chef_client_validator_registers_and_converges first")
+    before = chef["api"].get("/nodes/%s" % name)["automatic"]["ohai_time"]
+    command = vm.out("sed -n 's/^ExecStart=//p' /etc/systemd/system/chef-client.service")
+    assert command.startswith("/usr/bin/chef-client ")
+    out = vm.out(command)
+    assert "Chef Infra Client finished" in out and "registering" not in out
+    after = chef["api"].get("/nodes/%s" % name)
+    assert after["automatic"]["ohai_time"] > before
+    assert after["automatic"]["ec2"]["instance_id"] == chef["iid"] and after["run_list"] == ["recipe[base]"]
 
 
 def test_chef_client_validatorless_key_from_chef_node(lab, vm, chef):
-    client_key = ("-----BEGIN RSA PRIVATE KEY-----\n%s\n-----END RSA PRIVATE KEY-----"
-                  % base64.b64encode(os.urandom(600)).decode())
+    """The secure launch's way: cloudefigo.core.chef_node made the client (and its node, with the
+    ownership marks); the role places its key and the first run converges that node with it."""
+    name = chef_node_name(chef)
+    result = run_playbook(lab, os.path.join(PLAYS, "chef_node.yml"), json_output=False,
+                          extra_vars={"name": name, "instance_id": chef["iid"], "dest": os.path.join(
+                              lab["LAB_STATE_DIR"], "%s.pem" % name)})
+    assert result.rc == 0, result.stdout[-5000:]
+    key_file = os.path.join(lab["LAB_STATE_DIR"], "%s.pem" % name)
+    with open(key_file) as handle:
+        client_key = handle.read()
+    os.unlink(key_file)
     extra = {"chef_client_package_url": chef["s3"], "chef_client_package_sha256": chef["sha256"],
              "chef_client_config_dir": "/etc/chef-vl", "chef_client_client_key": client_key,
-             "chef_client_environment": "lab"}
+             "chef_client_node_name": name, "chef_client_schedule": False}
     result = chef_run(lab, extra, verbose=True)
     assert result.rc == 0, result.stdout[-8000:]
     body = client_key.split("\n")[1]
     assert body[:40] not in result.stdout + result.stderr
     assert vm.out("stat -c %a:%U:%G /etc/chef-vl/client.pem") == "600:root:root"
-    assert vm.out("cat /etc/chef-vl/client.pem") == client_key
     assert "validation_key" not in vm.out("cat /etc/chef-vl/client.rb")
-    runs = vm.out("cat /var/lib/chef-dummy/runs.log").splitlines()
-    assert runs[-1] == "run uid=0 conf=/etc/chef-vl/client.rb client_rb=yes client.pem=600:root"
+    node = chef["api"].get("/nodes/%s" % name)
+    assert node["normal"]["cloudefigo"]["instance_id"] == chef["iid"]
+    assert node["automatic"]["ec2"]["instance_id"] == chef["iid"] and node["automatic"]["ohai_time"]

@@ -24,12 +24,14 @@ LEGACY_PATH = "/"
 KEY_SID = "ReadOwnVolumeKey"
 BOOTSTRAP_SID = "ReadBootstrapObjects"
 KMS_SID = "DecryptOwnVolumeKeyViaS3"
+PROGRESS_SID = "TagOwnProgress"
+PROGRESS_TAG = "cloudefigo:progress"
 DENY_VPC_SID = "DenyOutsideInstanceVpc"
 DENY_IP_SID = "DenyOutsideInstancePrivateIp"
 DENY_IMDSV1_SID = "DenyImdsV1Credentials"
 DENY_NO_ENDPOINT_SID = "DenyKeyWithoutVpcEndpoint"
 CONDITIONED_DENY_SIDS = (DENY_VPC_SID, DENY_IP_SID, DENY_IMDSV1_SID, DENY_NO_ENDPOINT_SID)
-RESERVED_SIDS = (KEY_SID, BOOTSTRAP_SID, KMS_SID) + CONDITIONED_DENY_SIDS
+RESERVED_SIDS = (KEY_SID, BOOTSTRAP_SID, KMS_SID, PROGRESS_SID) + CONDITIONED_DENY_SIDS
 
 ROLE_NAME_RE = re.compile(r"^[\w+=,.@-]{1,64}$")
 INSTANCE_ID_RE = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")

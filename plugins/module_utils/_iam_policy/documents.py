@@ -21,6 +21,12 @@ following AWS's data-perimeter examples for EC2 role credentials:
   endpoint): there ``${aws:SourceVpc}`` does not resolve and the first Deny does not match, so
   this explicit Deny keeps an unresolved variable from opening anything.
 
+At the launch stage the instance may also set the tag ``cloudefigo:progress`` (and only keys that
+start so) on itself and on nothing else: a self-configuring instance (pull mode) reports its steps
+there. ``ForAllValues`` is true for an empty key set, hence the ``Null aws:TagKeys = false`` guard.
+A progress tag is never evidence: the controller still checks Chef and the scan. The production
+stage has no tag right at all.
+
 moto treats every condition but StringEquals as met, so these Deny statements would block
 everything in the lab: ``omit_conditioned_denies`` leaves them out (the module accepts it only
 with a custom endpoint_url); their logic is proven with an IAM simulator (tests/iam_sim).
@@ -37,6 +43,8 @@ from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.common
 from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.common import DENY_VPC_SID
 from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.common import KEY_SID
 from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.common import KMS_SID
+from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.common import PROGRESS_SID
+from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.common import PROGRESS_TAG
 from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.common import s3_object_arn
 
 TRUST_POLICY = {
@@ -74,6 +82,14 @@ def network_denies(object_arns):
     ]
 
 
+def progress_statement(instance_arn):
+    """ec2:CreateTags on the instance itself, for cloudefigo:progress* keys only (see the docstring)."""
+    return {"Sid": PROGRESS_SID, "Effect": "Allow", "Action": "ec2:CreateTags", "Resource": instance_arn,
+            "Condition": {"ArnEquals": {"ec2:SourceInstanceARN": instance_arn},
+                          "ForAllValues:StringLike": {"aws:TagKeys": PROGRESS_TAG + "*"},
+                          "Null": {"aws:TagKeys": "false"}}}
+
+
 def build_policy(stage, partition, region, key_bucket, key_object, instance_arn, bootstrap_objects=None,
                  extra_statements=None, kms_key_arn=None, omit_conditioned_denies=False):
     """The inline policy document for a stage (launch or production) of one instance's role."""
@@ -89,6 +105,8 @@ def build_policy(stage, partition, region, key_bucket, key_object, instance_arn,
         statements.append({"Sid": BOOTSTRAP_SID, "Effect": "Allow", "Action": "s3:GetObject",
                            "Resource": bootstrap_arns, "Condition": copy.deepcopy(bound)})
         object_arns += bootstrap_arns
+    if stage == "launch":
+        statements.append(progress_statement(instance_arn))
     if kms_key_arn:
         # only as S3 decrypting the key object for this instance (SSE-KMS), never directly
         condition = copy.deepcopy(bound)

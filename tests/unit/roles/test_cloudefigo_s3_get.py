@@ -146,3 +146,123 @@ def test_write_private_is_0600(s3get, tmp_path):
     s3get.write_private(str(path), b"secret")
     assert path.read_bytes() == b"secret"
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+# --- pull mode ------------------------------------------------------------------------------------
+
+def test_ec2_query_signature_matches_botocore(s3get):
+    """progress: CreateTags as a SigV4-signed form POST, as botocore signs it."""
+    botocore = pytest.importorskip("botocore")
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    body = b"Action=CreateTags&ResourceId.1=i-0abc&Tag.1.Key=cloudefigo%3Aprogress&Tag.1.Value=volume&Version=2016-11-15"
+    creds = {"AccessKeyId": "AKID", "SecretAccessKey": "SECRET", "Token": "TOKEN"}
+    ctype = "application/x-www-form-urlencoded; charset=utf-8"
+    with mock.patch.object(s3get.datetime, "datetime", _FixedDateTime):
+        ours = s3get.sigv4("POST", "https://ec2.eu-west-1.amazonaws.com/", "eu-west-1", "ec2", creds, {"content-type": ctype}, body)
+    request = AWSRequest(method="POST", url="https://ec2.eu-west-1.amazonaws.com/", data=body, headers={"content-type": ctype})
+    with mock.patch.object(botocore.auth.datetime, "datetime", _FixedDateTime):
+        SigV4Auth(Credentials("AKID", "SECRET", "TOKEN"), "ec2", "eu-west-1").add_auth(request)
+    assert ours["Authorization"] == request.headers["Authorization"]
+
+
+class FakeInstance:
+    """Instance with no IMDS: records the progress values it would tag."""
+
+    def __init__(self, fail_credentials=False):
+        self.tags, self.fail_credentials = [], fail_credentials
+
+    def factory(self, s3get):
+        fake = self
+
+        class _Instance(s3get.Instance):
+            def wait_credentials(self, timeout):
+                if fake.fail_credentials:
+                    raise s3get.Failure(3, "IMDS: this instance has no instance profile/role (waited 1 s)")
+                return self
+
+            def meta(self, path, deadline, missing_ok=False):
+                return {"instance-id": "i-0123456789abcdef0"}[path]
+
+            def progress(self, value):
+                fake.tags.append(value)
+        return _Instance
+
+
+def test_pull_tags_each_step_then_done(s3get):
+    fake, ran = FakeInstance(), []
+    with mock.patch.object(s3get, "Instance", fake.factory(s3get)), \
+            mock.patch.object(s3get, "step_upgrade", lambda cfg: ran.append("upgrade")), \
+            mock.patch.object(s3get, "step_volume", lambda inst, cfg: ran.append("volume")), \
+            mock.patch.object(s3get, "step_chef", lambda inst, cfg: ran.append("chef")):
+        assert s3get.pull({"upgrade": {"autoremove": True}, "volume": {"name": "data"}, "chef": {"binary": "x"}}) == 0
+    assert ran == ["upgrade", "volume", "chef"]
+    assert fake.tags == ["credentials", "upgrade", "volume", "chef", "done"]
+
+
+def test_pull_stops_at_the_failed_step_and_says_why(s3get):
+    fake, ran = FakeInstance(), []
+
+    def volume(inst, cfg):
+        raise s3get.Failure(5, "/dev/vdb does not open with the key from S3 (wrong key?), not re-formatted: No key available")
+    with mock.patch.object(s3get, "Instance", fake.factory(s3get)), \
+            mock.patch.object(s3get, "step_volume", volume), \
+            mock.patch.object(s3get, "step_chef", lambda inst, cfg: ran.append("chef")):
+        assert s3get.pull({"upgrade": False, "volume": {"name": "data"}, "chef": {"binary": "x"}}) == 5
+    assert ran == []  # nothing after the failure
+    assert fake.tags[:2] == ["credentials", "volume"]
+    assert fake.tags[-1].startswith("failed:volume:/dev/vdb does not open") and "wrong key" in fake.tags[-1]
+
+
+def test_pull_without_credentials_cannot_tag(s3get):
+    fake = FakeInstance(fail_credentials=True)
+    with mock.patch.object(s3get, "Instance", fake.factory(s3get)):
+        assert s3get.pull({"volume": {"name": "data"}}) == 3
+    assert fake.tags == []  # the controller's wait times out and contains it
+
+
+def test_progress_value_is_bounded_and_printable(s3get):
+    inst = s3get.Instance({"ec2_endpoint": "http://ec2.test"})
+    inst.instance_id, inst.region, sent = "i-0abc0abc0abc0abc0", "us-east-1", []
+    with mock.patch.object(inst, "ec2", sent.append):
+        inst.progress("failed:volume:" + "x\n\x00" * 200)
+    value = sent[0]["Tag.1.Value"]
+    assert len(value) == 255 and value.isprintable() and sent[0]["Tag.1.Key"] == "cloudefigo:progress"
+    assert sent[0]["ResourceId.1"] == "i-0abc0abc0abc0abc0"
+
+
+def test_credentials_wait_is_bounded(s3get):
+    import urllib.error
+
+    def request(url, method="GET", headers=None, timeout=10):
+        if url.endswith("/latest/api/token"):
+            return b"tok"
+        raise urllib.error.HTTPError(url, 404, "Not Found", {}, None)
+    clock = iter(range(0, 10000, 3))
+    with mock.patch.object(s3get, "_request", request), mock.patch.object(s3get.time, "sleep", lambda s: None), \
+            mock.patch.object(s3get.time, "monotonic", lambda: float(next(clock))):
+        with pytest.raises(s3get.Failure) as err:
+            s3get.Instance({}).wait_credentials(30)
+    assert err.value.code == 3 and "no instance profile" in str(err.value)
+
+
+def test_find_device_by_serial(s3get, tmp_path):
+    sys_block = tmp_path / "block"
+    for name, serial in (("vda", "rootfs"), ("vdb", "vol0123456789abcdef0")):
+        (sys_block / name).mkdir(parents=True)
+        (sys_block / name / "serial").write_text(serial + "\n")
+    real_listdir, real_open = os.listdir, open
+
+    def listdir(path):
+        return real_listdir(str(sys_block)) if path == "/sys/block" else real_listdir(path)
+
+    def fake_open(path, *a, **k):
+        if str(path).startswith("/sys/block/"):
+            path = str(sys_block) + str(path)[len("/sys/block"):]
+        return real_open(path, *a, **k)
+    with mock.patch.object(s3get.os, "listdir", listdir), mock.patch("builtins.open", fake_open), \
+            mock.patch.object(s3get.os.path, "exists", lambda p: False):
+        assert s3get.find_device("vol-0123456789abcdef0") == "/dev/vdb"
+        assert s3get.find_device("vol-0fffffffffffffff0") is None

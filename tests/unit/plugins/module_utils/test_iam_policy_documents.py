@@ -23,7 +23,7 @@ def _allows(policy):
 
 def test_every_allow_is_bound_to_the_instance():
     policy = _build(kms_key_arn=KMS)
-    assert len(_allows(policy)) == 3
+    assert len(_allows(policy)) == 4
     for statement in _allows(policy):
         assert statement["Condition"]["ArnEquals"] == {"ec2:SourceInstanceARN": INSTANCE_ARN}
 
@@ -33,11 +33,20 @@ def test_no_unbound_policy_can_be_built():
         documents.build_policy("launch", "aws", "us-east-1", "keys", "k", None)
 
 
-def test_launch_reads_key_and_bootstrap_objects_only():
+def test_launch_reads_key_and_bootstrap_objects_and_tags_its_progress_only():
     allows = _allows(_build())
-    assert {s["Action"] for s in allows} == {"s3:GetObject"}
+    assert [s["Action"] for s in allows] == ["s3:GetObject", "s3:GetObject", "ec2:CreateTags"]
     assert allows[0]["Resource"] == "arn:aws:s3:::keys/volumes/web-01.key"
     assert allows[1]["Resource"] == ["arn:aws:s3:::boot/chef/validator.pem"]
+    progress = allows[2]
+    assert progress["Sid"] == "TagOwnProgress" and progress["Resource"] == INSTANCE_ARN
+    assert progress["Condition"] == {"ArnEquals": {"ec2:SourceInstanceARN": INSTANCE_ARN},
+                                     "ForAllValues:StringLike": {"aws:TagKeys": "cloudefigo:progress*"},
+                                     "Null": {"aws:TagKeys": "false"}}
+
+
+def test_production_cannot_tag():
+    assert not [s for s in _build("production", kms_key_arn=KMS)["Statement"] if "ec2:" in json.dumps(s.get("Action"))]
 
 
 def test_production_drops_bootstrap_objects():

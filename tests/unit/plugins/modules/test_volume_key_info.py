@@ -170,5 +170,5 @@ def test_objects_are_looked_up_one_by_one_in_order(run_aws_main, monkeypatch):
     assert first["exists"] is True and first["owner"]["launch_id"] == "launch-1"
     assert second["exists"] is False and second["owner"] is None and second["versions"] == 0
     # every request names the expected owner; only listings and the tag read of the one version
-    assert all(kwargs["ExpectedBucketOwner"] == OWNER for _, kwargs in s3.calls)
-    assert [name for name, _ in s3.calls] == ["list_object_versions", "get_object_tagging", "list_object_versions"]
+    assert all(call[1]["ExpectedBucketOwner"] == OWNER for call in s3.calls)
+    assert [call[0] for call in s3.calls] == ["list_object_versions", "get_object_tagging", "list_object_versions"]
