@@ -11,12 +11,12 @@ logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 
 LAB_NO_VM=1 bash tools/with-lab.sh "$ROOT/.cache/test-lab" \
-    "$PY" -m pytest -q -m "not vm" tests/integration "$@" > "$logs/main.log" 2>&1 &
+    "$PY" -m pytest -q --durations=15 -m "not vm" tests/integration "$@" > "$logs/main.log" 2>&1 &
 main=$!
 vm_status=0
 if [ -f lab/services/vm.py ]; then
     bash tools/with-lab.sh "$ROOT/.cache/test-lab-vm" \
-        "$PY" -m pytest -q -m vm tests/integration "$@" > "$logs/vm.log" 2>&1
+        "$PY" -m pytest -q --durations=15 -m vm tests/integration "$@" > "$logs/vm.log" 2>&1
     vm_status=$?
     echo "== integration tests in the VM lab (exit $vm_status)"
     cat "$logs/vm.log"

@@ -119,6 +119,11 @@ class Rulebook:
                 except ProcessLookupError:
                     pass
 
+    def idle(self):
+        """Every event's playbook run has ended (one PLAY RECAP per event since the last start)."""
+        log = self.log()
+        return log.count("asg_lifecycle: autoscaling:EC2_INSTANCE_") == log.count("PLAY RECAP")
+
     def log(self):
         with open(self.log_path, errors="replace") as handle:
             return handle.read()

@@ -344,13 +344,14 @@ def test_sim_contract_progress_as_nessus_gives_it(lab, sim):
 def test_launched_then_polls_show_status_and_progress(sim, playbook, tmp_path):
     """state=launched returns the run's status and progress; with scan_id it reads them again,
     launching and waiting for nothing (one scan, one run, however many polls)."""
-    target = sim.target(scan_seconds=3)
+    # long enough for a poll or two before the end even on a busy machine (a playbook run takes seconds)
+    target = sim.target(scan_seconds=12)
     launched = scan(playbook, tmp_path, {"state": "launched", "targets": [target]})
     assert launched["changed"] is True and launched["scan_status"] in ("pending", "running"), launched
     assert "progress" in launched
     polls = []
     started = time.monotonic()
-    for poll in range(20):
+    for poll in range(40):
         # each poll watches the run for up to 1 s (status requests every 0.3 s), then reports
         res = scan(playbook, tmp_path, {"state": "launched", "scan_id": launched["scan_id"],
                                         "scan_uuid": launched["scan_uuid"], "watch_timeout": 1})
@@ -360,7 +361,7 @@ def test_launched_then_polls_show_status_and_progress(sim, playbook, tmp_path):
         if res["scan_status"] == "completed":
             break
     assert polls[-1] == ("completed", 100), polls
-    assert len(polls) >= 2 and time.monotonic() - started < 20, polls
+    assert len(polls) >= 2 and time.monotonic() - started < 90, polls
     assert all(p is None for s, p in polls if s == "pending"), polls
     done = [entry[1] for entry in polls if entry[1] is not None]
     assert done == sorted(done), polls

@@ -22,7 +22,8 @@ def test_launch_shows_scan_status_and_progress_then_promotes(lab, aws, playbook,
         pytest.skip("needs the Nessus simulator (lab/services/nessus.py)")
     name = "progress-%s" % uuid.uuid4().hex[:8]
     s3_gateway_endpoint(aws.client("ec2"))
-    nessus_switch(lab, name, {"scan_seconds": 6})
+    # a few seconds of scan: several polls even on a busy machine
+    nessus_switch(lab, name, {"scan_seconds": 10})
     chef = chef_client(lab)
     chef.request("POST", "/nodes", data={
         "name": name, "json_class": "Chef::Node", "chef_type": "node", "chef_environment": "_default",
