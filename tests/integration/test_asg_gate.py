@@ -326,7 +326,8 @@ def test_scale_out_of_two_first_fails_is_abandoned_shredded_and_replaced(gate_la
     env.play_instance(passing)
 
     result, summary = env.gate(name)
-    assert result.rc != 0 and _summary(summary) == {failing: "abandoned", passing: "production"}, result.stdout[-5000:]
+    # abandoning is the gate doing its job: the run succeeds
+    assert result.rc == 0 and _summary(summary) == {failing: "abandoned", passing: "production"}, result.stdout[-5000:]
     assert len(scans_of(env.lab, failing_target)) == 1
     # contained before it was abandoned: the isolation group, its role shrunk, the reason on it
     terminating = poll(lambda: env.states(name).get(failing) == "Terminating:Wait")
