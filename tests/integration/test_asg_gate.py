@@ -70,6 +70,7 @@ class Lab:
         self.asg, self.ec2, self.s3, self.iam, self.sqs = (boto3.client(s, **kw) for s in ("autoscaling", "ec2", "s3", "iam", "sqs"))
         self.chef = chef_client(lab)
         self.targets = []
+        self.threads = []
 
     def group(self, name, hooks, desired, profile=None):
         data = {"ImageId": "ami-1e749f67", "InstanceType": "t3.micro",
@@ -109,21 +110,45 @@ class Lab:
         self.targets.append(target)
         return target
 
-    def play_instance(self, instance_id, chef=True, progress="done"):
-        """What the instance does in pull mode: registers its Chef node (marked), converges, reports progress."""
-        if chef:
-            self.chef.request("POST", "/clients", data={"name": instance_id, "admin": False})
-            self.chef.request("POST", "/nodes", data={
-                "name": instance_id, "chef_type": "node", "json_class": "Chef::Node", "chef_environment": "_default",
-                "run_list": ["recipe[base]"],
-                "normal": {"cloudefigo": {"instance_id": instance_id, "launch_id": "asg-" + instance_id}},
+    def register_node(self, instance_id, marks=True):
+        """A converged Chef node reporting instance_id (and its client), as chef-client leaves it."""
+        self.chef.request("POST", "/clients", data={"name": instance_id, "admin": False})
+        node = {"name": instance_id, "chef_type": "node", "json_class": "Chef::Node", "chef_environment": "_default",
+                "run_list": ["recipe[base]"], "normal": {},
                 "automatic": {"ohai_time": time.time(), "ec2": {"instance_id": instance_id},
-                              "ipaddress": self.instance(instance_id)["PrivateIpAddress"]}})
-        if progress:
-            self.ec2.create_tags(Resources=[instance_id], Tags=[{"Key": "cloudefigo:progress", "Value": progress}])
+                              "ipaddress": self.instance(instance_id)["PrivateIpAddress"]}}
+        if marks:
+            node["normal"] = {"cloudefigo": {"instance_id": instance_id, "launch_id": "asg-" + instance_id}}
+        self.chef.request("POST", "/nodes", data=node)
 
-    def node(self, name):
-        return self.chef.request("GET", "/nodes/%s" % name, missing_ok=True) if hasattr(self.chef, "request") else None
+    def play_instance(self, instance_id, chef=True, progress="done"):
+        """What the instance does in pull mode once it has its role's credentials (the gate associated its
+        profile): registers its Chef node with the validator (no marks: the gate adds them), converges,
+        and reports progress. In the background, while the gate runs."""
+        import boto3
+        kw = dict(endpoint_url=self.lab["LAB_AWS_ENDPOINT"], region_name="us-east-1", aws_access_key_id="testing",
+                  aws_secret_access_key="testing")
+        ec2 = boto3.client("ec2", **kw)
+
+        def has_own_profile():
+            found = ec2.describe_iam_instance_profile_associations(
+                Filters=[{"Name": "instance-id", "Values": [instance_id]}])["IamInstanceProfileAssociations"]
+            return any(a["IamInstanceProfile"]["Arn"].endswith("/cloudefigo-" + instance_id) for a in found)
+
+        def work():
+            deadline = time.monotonic() + 900
+            while not has_own_profile():
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.5)
+            if chef:
+                self.register_node(instance_id, marks=False)
+            if progress:
+                ec2.create_tags(Resources=[instance_id], Tags=[{"Key": "cloudefigo:progress", "Value": progress}])
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        self.threads.append(thread)
 
     def key_versions(self, name):
         answer = self.s3.list_object_versions(Bucket=KEY_BUCKET, Prefix="volumes/%s.key" % name)
@@ -301,7 +326,8 @@ def test_scale_out_of_two_first_fails_is_abandoned_shredded_and_replaced(gate_la
     env.play_instance(passing)
 
     result, summary = env.gate(name)
-    assert result.rc != 0 and _summary(summary) == {failing: "abandoned", passing: "production"}, result.stdout[-5000:]
+    # abandoning is the gate doing its job: the run succeeds
+    assert result.rc == 0 and _summary(summary) == {failing: "abandoned", passing: "production"}, result.stdout[-5000:]
     assert len(scans_of(env.lab, failing_target)) == 1
     # contained before it was abandoned: the isolation group, its role shrunk, the reason on it
     terminating = poll(lambda: env.states(name).get(failing) == "Terminating:Wait")
@@ -333,7 +359,8 @@ def test_scale_out_of_two_first_fails_is_abandoned_shredded_and_replaced(gate_la
 def test_heartbeats_outlast_a_hook_timeout_shorter_than_the_scan_and_forged_tags_change_nothing(gate_lab):
     """A scan longer than the hook's heartbeat timeout (DefaultResult ABANDON) still ends in CONTINUE;
     an instance that only forges its tags (progress done, SecurityStatus=production from the launch
-    template) but has no Chef node is contained and abandoned without a scan; a profile the launch
+    template) but has no Chef node is contained and abandoned without a scan, and so is one whose
+    Chef node a rogue client made before the instance had credentials; a profile the launch
     template gave is replaced by the instance's own (ReplaceIamInstanceProfileAssociation)."""
     env = gate_lab
     name = "gate-heartbeat"
@@ -343,23 +370,29 @@ def test_heartbeats_outlast_a_hook_timeout_shorter_than_the_scan_and_forged_tags
         {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
     env.iam.create_instance_profile(InstanceProfileName="template-profile")
     env.iam.add_role_to_instance_profile(InstanceProfileName="template-profile", RoleName="template-role")
-    slow, forged = env.group(name, [dict(LifecycleHookName="launch", LifecycleTransition=LAUNCHING, HeartbeatTimeout=timeout,
-                                         DefaultResult="ABANDON")], 2, profile="template-profile")
-    for instance in (slow, forged):
+    slow, forged, rogue = env.group(name, [dict(LifecycleHookName="launch", LifecycleTransition=LAUNCHING, HeartbeatTimeout=timeout,
+                                                DefaultResult="ABANDON")], 3, profile="template-profile")
+    for instance in (slow, forged, rogue):
         # moto's Auto Scaling leaves the template's profile out: associated here, as AWS would at launch
         if "IamInstanceProfile" not in env.instance(instance):
             env.ec2.associate_iam_instance_profile(InstanceId=instance, IamInstanceProfile={"Name": "template-profile"})
     assert env.instance(slow)["IamInstanceProfile"]["Arn"].endswith("/template-profile")
     slow_target = env.scan_as(slow, {"scan_seconds": timeout + 10})
     forged_target = env.scan_as(forged, {"scan_seconds": 1})
+    rogue_target = env.scan_as(rogue, {"scan_seconds": 1})
     env.play_instance(slow)
-    env.play_instance(forged, chef=False)
+    # someone who can write tags: progress done, SecurityStatus=production (from the template), no Chef node
+    env.ec2.create_tags(Resources=[forged], Tags=[{"Key": "cloudefigo:progress", "Value": "done"}])
     assert env.tags(forged)["SecurityStatus"] == "production"
+    # a rogue Chef client: a converged node of the instance's name, with the marks the gate would write,
+    # made before the instance has credentials; and the forged tags
+    env.register_node(rogue)
+    env.ec2.create_tags(Resources=[rogue], Tags=[{"Key": "cloudefigo:progress", "Value": "done"}])
 
     started = time.monotonic()
     result, summary = env.gate(name)
     assert time.monotonic() - started > timeout
-    assert _summary(summary) == {slow: "production", forged: "abandoned"}, result.stdout[-5000:]
+    assert _summary(summary) == {slow: "production", forged: "abandoned", rogue: "abandoned"}, result.stdout[-5000:]
     assert [(e["result"], e["cause"]) for e in env.completions(slow)][0][0] == "CONTINUE"
     assert all(e["cause"] != "HeartbeatTimeout" for e in env.completions(slow))
     assert len(env.requests("RecordLifecycleActionHeartbeat")) >= 2
@@ -375,3 +408,5 @@ def test_heartbeats_outlast_a_hook_timeout_shorter_than_the_scan_and_forged_tags
     assert [e["result"] for e in env.completions(forged)] == ["ABANDON"]
     assert "Chef node" in [i for i in summary["instances"] if i["instance_id"] == forged][0]["reason"]
     poll(lambda: env.instance(forged)["State"]["Name"] == "terminated")
+    assert scans_of(env.lab, rogue_target) == [] and [e["result"] for e in env.completions(rogue)] == ["ABANDON"]
+    assert "exists before" in [i for i in summary["instances"] if i["instance_id"] == rogue][0]["reason"]
