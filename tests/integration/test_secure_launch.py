@@ -1,6 +1,6 @@
 """The successful path of playbooks/secure_launch.yml, then terminate.yml, and audit.yml, in the lab.
 
-A batch of two instances goes through the secure launch without the VM, as in the fault matrix
+A batch of three instances goes through the secure launch without the VM, as in the fault matrix
 (secure_launch_configure_instance: false): the on-instance roles are skipped, and a per-instance
 hook stands in for them on the controller (playbooks/tasks/lab_chef_converge.yml): it registers the
 Chef node and its client with cloudefigo.core.chef_node, as the flow does, and runs the lab's
@@ -90,7 +90,7 @@ def _host_stats(result, host):
 
 
 class Batch:
-    """A launched batch of two: names, launch id, the lab and how to run the playbooks on it."""
+    """A launched batch of three (a first batch on a fresh key bucket): names, launch id, the lab and how to run the playbooks on it."""
 
     def __init__(self, lab, workdir):
         self.lab = lab
@@ -98,7 +98,7 @@ class Batch:
         self.workdir = workdir
         self.launch_id = "happy-%s" % uuid.uuid4().hex[:8]
         suffix = uuid.uuid4().hex[:6]
-        self.names = ["happy-%s-a" % suffix, "happy-%s-b" % suffix]
+        self.names = ["happy-%s-%s" % (suffix, letter) for letter in "abc"]
         self.hook = os.path.join(workdir, "hook_configured.yml")
         with open(self.hook, "w") as handle:
             handle.write(HOOK)
@@ -283,6 +283,28 @@ def test_batch_is_promoted_to_production(lab, batch):
     _assert_in_production(lab, batch, result, summary)
 
 
+def test_first_batch_makes_one_kms_key_for_the_bucket(lab, batch):
+    """The first batch on a fresh bucket: the bucket's KMS key is made once (the plan play, volume_key
+    state=bucket), never raced by the instances (0.1.0's losers left KMS keys without alias behind)."""
+    kms = batch.aws.client("kms")
+    s3 = batch.aws.client("s3")
+    keys = [k["KeyId"] for k in kms.list_keys()["Keys"]]
+    aliases = kms.list_aliases()["Aliases"]
+    aliased = {a["TargetKeyId"] for a in aliases if a.get("TargetKeyId")}
+    tagged = [k for k in keys
+              if {t["TagKey"]: t["TagValue"] for t in kms.list_resource_tags(KeyId=k).get("Tags", [])}.get("cloudefigo:key-bucket") == KEY_BUCKET]
+    assert len(tagged) == 1, (tagged, aliases)
+    bucket_alias = [a for a in aliases if a["AliasName"] == "alias/cloudefigo/volume-keys/" + KEY_BUCKET]
+    assert [a["TargetKeyId"] for a in bucket_alias] == tagged
+    assert [k for k in keys if k not in aliased] == [], "KMS keys without an alias (orphans of a race)"
+    arn = kms.describe_key(KeyId=tagged[0])["KeyMetadata"]["Arn"]
+    assert len(batch.names) == 3
+    for name in batch.names:
+        assert _key_kms_arn(s3, batch.key_object(name)) in (arn, tagged[0])
+    rule = s3.get_bucket_encryption(Bucket=KEY_BUCKET)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["KMSMasterKeyID"] in (arn, tagged[0])
+
+
 def test_rerun_changes_nothing_and_keeps_the_keys(lab, batch):
     s3 = batch.aws.client("s3")
     before = {name: _key_versions(s3, batch.key_object(name)) for name in batch.names}
@@ -298,6 +320,7 @@ def test_rerun_changes_nothing_and_keeps_the_keys(lab, batch):
     for name in batch.names:
         assert _host_stats(result, name).get("changed") == 0, (name, _changed_tasks(result, name))
         assert _host_stats(result, name).get("failures") == 0
+    assert "Make sure the key bucket and its KMS key are ready" not in _changed_tasks(result, "localhost")
     for entry in summary["instances"]:
         assert entry["status"] == "production" and entry["scan_verdict"] == "passed (earlier run)", entry
         assert entry["role_stage"] == "production", entry
