@@ -297,8 +297,13 @@ def test_first_batch_makes_one_kms_key_for_the_bucket(lab, batch):
     bucket_alias = [a for a in aliases if a["AliasName"] == "alias/cloudefigo/volume-keys/" + KEY_BUCKET]
     assert [a["TargetKeyId"] for a in bucket_alias] == tagged
     assert [k for k in keys if k not in aliased] == [], "KMS keys without an alias (orphans of a race)"
-    arn = kms.describe_key(KeyId=tagged[0])["KeyMetadata"]["Arn"]
+    metadata = kms.describe_key(KeyId=tagged[0])["KeyMetadata"]
+    arn = metadata["Arn"]
     assert len(batch.names) == 3
+    # made before any instance of the batch was launched (the plan play), so no instance could race
+    # to make it (0.1.0 made it from the first instance's volume_key, after that instance's launch)
+    launched = min(found[0]["LaunchTime"] for found in batch.instances().values())
+    assert metadata["CreationDate"] <= launched, (metadata["CreationDate"], launched)
     for name in batch.names:
         assert _key_kms_arn(s3, batch.key_object(name)) in (arn, tagged[0])
     rule = s3.get_bucket_encryption(Bucket=KEY_BUCKET)["ServerSideEncryptionConfiguration"]["Rules"][0]
