@@ -36,6 +36,11 @@ description:
     copy of the key that O(state=absent) cannot shred (see C(docs/key-custody.md)).
   - Every S3 request carries C(ExpectedBucketOwner) (O(expected_bucket_owner)), except CreateBucket,
     which has no such parameter (a bucket it creates is the caller's).
+  - With O(state=bucket), only makes sure O(bucket) is fit to hold keys (the bucket, its settings, its
+    policy and its dedicated KMS key with its alias, as above) and returns RV(kms_key_arn); no key
+    object is read or written. A batch of launches runs it once before creating the keys of its
+    instances (passing RV(kms_key_arn) on as their O(kms_key_id)), so concurrent first runs never
+    race to create the bucket's KMS key.
   - With O(state=absent), deletes every version and every delete marker of exactly O(object)
     (crypto-shred), after checking that every version is marked for O(instance_id) (and
     O(launch_id) when given); objects whose keys merely start with O(object) are not touched. Any
@@ -52,14 +57,16 @@ options:
   object:
     description:
       - Object key of this volume's key in O(bucket), for example C(volumes/web-01.key).
+      - Required with O(state=present) and O(state=absent); refused with O(state=bucket).
     type: str
-    required: true
   state:
     description:
       - V(present) creates the key if it does not exist yet.
       - V(absent) deletes every version and delete marker of the object.
+      - V(bucket) (added in 0.2.0) only makes sure the bucket, its policy and its KMS key are ready
+        (no key object is touched) and returns RV(kms_key_arn).
     type: str
-    choices: [present, absent]
+    choices: [present, absent, bucket]
     default: present
   instance_id:
     version_added: 0.2.0
@@ -67,8 +74,8 @@ options:
       - The EC2 instance the key belongs to (C(i-...)). Written as the C(cloudefigo:instance-id) mark
         and, as the instance's ARN, as the C(cloudefigo:instance-arn) tag the bucket policy compares
         with C(${ec2:SourceInstanceARN}).
+      - Required with O(state=present) and O(state=absent); refused with O(state=bucket).
     type: str
-    required: true
   launch_id:
     version_added: 0.2.0
     description:
@@ -150,7 +157,7 @@ options:
     type: bool
 attributes:
   check_mode:
-    description: In check mode nothing is changed; no key is generated; no KMS key is created.
+    description: In check mode nothing is changed; no key is generated; no KMS key is created (with O(state=bucket) too).
     support: full
   diff_mode:
     description: Shows the bucket settings, the bucket policy and the key's version and tags (never its bytes) before and after.
@@ -189,6 +196,12 @@ EXAMPLES = r"""
     launch_id: adopted-2024-05
     adopt_instance_id: i-0fedcba9876543210
 
+- name: Make sure the key bucket and its KMS key are ready, once before a batch of launches
+  cloudefigo.core.volume_key:
+    bucket: cloudefigo-keys
+    state: bucket
+  register: key_bucket
+
 - name: Crypto-shred web-01's data by deleting every version of its key
   cloudefigo.core.volume_key:
     bucket: cloudefigo-keys
@@ -200,12 +213,12 @@ EXAMPLES = r"""
 
 RETURN = r"""
 created:
-  description: Whether a new key was written (or would be, in check mode).
+  description: Whether a new key was written (or would be, in check mode). Always false with O(state=bucket).
   returned: always
   type: bool
   sample: true
 adopted:
-  description: Whether a key without ownership marks was adopted (O(adopt_instance_id)).
+  description: Whether a key without ownership marks was adopted (O(adopt_instance_id)). Always false with O(state=bucket).
   returned: always
   type: bool
   sample: false
@@ -215,24 +228,24 @@ bucket:
   type: str
   sample: cloudefigo-keys
 object:
-  description: The object key.
+  description: The object key. Null with O(state=bucket).
   returned: always
   type: str
   sample: volumes/web-01.key
 arn:
-  description: ARN of the key object (for an IAM policy's C(Resource)).
+  description: ARN of the key object (for an IAM policy's C(Resource)). Null with O(state=bucket).
   returned: always
   type: str
   sample: arn:aws:s3:::cloudefigo-keys/volumes/web-01.key
 version_id:
   description:
     - Version id of the key's current version. Null with O(state=absent), and in check mode when
-      the key would be created.
+      the key would be created, and with O(state=bucket).
   returned: always
   type: str
   sample: 3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY
 size:
-  description: Length of the key in bytes. Null with O(state=absent).
+  description: Length of the key in bytes. Null with O(state=absent) and O(state=bucket).
   returned: always
   type: int
   sample: 64
@@ -258,7 +271,7 @@ expected_bucket_owner:
   sample: "123456789012"
 controller_principals:
   description: The principals the bucket policy and the KMS key policy name as controllers.
-  returned: when O(state=present)
+  returned: when O(state=present) or O(state=bucket)
   type: list
   elements: str
   sample: [arn:aws:iam::123456789012:role/cloudefigo-controller]
@@ -282,10 +295,18 @@ deleted_delete_markers:
   sample: 0
 bucket_changes:
   description: The bucket and KMS settings that were changed (or would be, in check mode).
-  returned: when O(state=present)
+  returned: when O(state=present) or O(state=bucket)
   type: list
   elements: str
   sample: [kms_key, created, versioning, encryption, public_access_block, policy]
+kms_key_alias:
+  description:
+    - Alias of the bucket's dedicated KMS key (C(alias/cloudefigo/volume-keys/<bucket>)); null when
+      O(kms_key_id) is given.
+  returned: when O(state=bucket)
+  type: str
+  sample: alias/cloudefigo/volume-keys/cloudefigo-keys
+  version_added: 0.2.0
 errors:
   description: The C(Errors) of S3's C(DeleteObjects) answer when versions of the key could not be deleted (the module fails).
   returned: on failure to delete the key's versions
@@ -336,18 +357,25 @@ def validate(params):
     problem = s3_bucket_name_problem(params["bucket"])
     if problem:
         raise ValidationError("bucket %r is not a valid S3 bucket name: %s" % (params["bucket"], problem))
+    if params["state"] not in ("present", "absent", "bucket"):  # AnsibleModule's choices check runs first
+        raise ValidationError("state must be present, absent or bucket, got %r" % params["state"])
+    if params["state"] == "bucket":
+        given = [name for name in ("object", "instance_id", "launch_id", "adopt_instance_id", "tags") if params.get(name) is not None]
+        if given:
+            raise ValidationError("%s: not used with state=bucket (it touches no key object); leave %s out"
+                                  % (", ".join(given), "them" if len(given) > 1 else "it"))
+        return validate_bucket(params)
+    for name in ("object", "instance_id"):
+        if params.get(name) is None:
+            raise ValidationError("%s is required with state=%s" % (name, params["state"]))
     problem = s3_key_problem(params["object"])
     if problem:
         raise ValidationError("object is not a usable S3 object key: %s" % problem)
-    if params["state"] not in ("present", "absent"):  # AnsibleModule's choices check runs first
-        raise ValidationError("state must be present or absent, got %r" % params["state"])
     key_bytes = params["key_bytes"]
     if not MIN_KEY_BYTES <= key_bytes <= MAX_KEY_BYTES:
         raise ValidationError(
             "key_bytes must be between %d and %d (a volume key needs at least 256 bits), got %d" % (MIN_KEY_BYTES, MAX_KEY_BYTES, key_bytes)
         )
-    if params.get("kms_key_id") is not None and not params["kms_key_id"].strip():
-        raise ValidationError("kms_key_id is empty; omit it to use the bucket's dedicated KMS key")
     problem = custody.instance_id_problem(params.get("instance_id"))
     if problem:
         raise ValidationError("instance_id " + problem)
@@ -361,6 +389,13 @@ def validate(params):
     if adopt is not None and adopt != params.get("instance_id"):
         raise ValidationError("adopt_instance_id (%s) must equal instance_id (%s): a key is only adopted by the instance it belongs to"
                               % (adopt, params.get("instance_id")))
+    return validate_bucket(params)
+
+
+def validate_bucket(params):
+    """The options every state shares (the bucket's custody)."""
+    if params.get("kms_key_id") is not None and not params["kms_key_id"].strip():
+        raise ValidationError("kms_key_id is empty; omit it to use the bucket's dedicated KMS key")
     if params.get("expected_bucket_owner") is not None:
         problem = custody.account_problem(params["expected_bucket_owner"])
         if problem:
@@ -403,6 +438,8 @@ class VolumeKey:
 
     @property
     def arn(self):
+        if self.key is None:
+            return None
         return "arn:%s:s3:::%s/%s" % (self.partition, self.bucket, self.key)
 
     @property
@@ -410,7 +447,8 @@ class VolumeKey:
         return "s3://%s/%s" % (self.bucket, self.key)
 
     def fail(self, error, what):
-        self.module.fail_json_aws(error, msg="Could not %s (bucket %s, object %s)" % (what, self.bucket, self.key))
+        where = "bucket %s, object %s" % (self.bucket, self.key) if self.key else "bucket %s" % self.bucket
+        self.module.fail_json_aws(error, msg="Could not %s (%s)" % (what, where))
 
     def call(self, what, method, **kwargs):
         """One S3 read, always with ExpectedBucketOwner."""
@@ -444,7 +482,7 @@ class VolumeKey:
         try:
             principal, role_name = custody.caller_principal(identity["Arn"])
         except custody.CustodyError as e:
-            if self.params["state"] == "present" and not self.params.get("controller_principals"):
+            if self.params["state"] != "absent" and not self.params.get("controller_principals"):
                 self.module.fail_json(msg=str(e))
             return
         if role_name is not None:
@@ -452,7 +490,7 @@ class VolumeKey:
             try:
                 principal = iam.get_role(RoleName=role_name, aws_retry=True)["Role"]["Arn"]
             except AWS_ERRORS as e:
-                if self.params["state"] == "present" and not self.params.get("controller_principals"):
+                if self.params["state"] != "absent" and not self.params.get("controller_principals"):
                     self.module.fail_json_aws(e, msg="Could not read the caller's role %s to derive controller_principals: "
                                                      "set controller_principals to its ARN (with its path)" % role_name)
                 return
@@ -748,6 +786,27 @@ class VolumeKey:
             "controller_principals": controllers,
         }, before, after
 
+    def custody_only(self):
+        """state=bucket: the bucket, its settings, its KMS key and its policy; no key object."""
+        self.identify()
+        controllers = self.controllers()
+        bucket_before = self.bucket_state(self.bucket_exists())
+        kms = self.ensure_kms_key(controllers)
+        bucket_after, bucket_changes = self.ensure_bucket(bucket_before, kms)
+        bucket_changes = kms["changes"] + bucket_changes
+        self.ensure_policy(bucket_before, bucket_after, bucket_changes, controllers)
+        return {
+            "created": False,
+            "adopted": False,
+            "version_id": None,
+            "size": None,
+            "bucket_changes": bucket_changes,
+            "kms_key_arn": kms["arn"],
+            "kms_key_alias": kms["alias"],
+            "expected_bucket_owner": self.owner,
+            "controller_principals": controllers,
+        }, {"bucket": bucket_before}, {"bucket": bucket_after}
+
     def absent(self):
         self.identify()
         versions, markers = self.versions(missing_bucket_ok=True)
@@ -796,9 +855,9 @@ def _key_view(version, tags):
 def main():
     argument_spec = dict(
         bucket=dict(type="str", required=True),
-        object=dict(type="str", required=True),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-        instance_id=dict(type="str", required=True),
+        object=dict(type="str"),
+        state=dict(type="str", default="present", choices=["present", "absent", "bucket"]),
+        instance_id=dict(type="str"),
         launch_id=dict(type="str"),
         adopt_instance_id=dict(type="str"),
         key_bytes=dict(type="int", default=64, no_log=False),
@@ -810,7 +869,9 @@ def main():
         omit_conditioned_denies=dict(type="bool", default=False),
         deny_insecure_transport=dict(type="bool", removed_in_version="0.3.0", removed_from_collection="cloudefigo.core"),
     )
-    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True,
+                              required_if=[("state", "present", ["object", "instance_id"]),
+                                           ("state", "absent", ["object", "instance_id"])])
     try:
         validate(module.params)
     except ValidationError as e:
@@ -819,6 +880,8 @@ def main():
     manager = VolumeKey(module)
     if module.params["state"] == "present":
         result, before, after = manager.present()
+    elif module.params["state"] == "bucket":
+        result, before, after = manager.custody_only()
     else:
         result, before, after = manager.absent()
     result.update(changed=manager.changed, bucket=manager.bucket, object=manager.key, arn=manager.arn)

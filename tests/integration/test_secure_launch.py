@@ -1,6 +1,6 @@
 """The successful path of playbooks/secure_launch.yml, then terminate.yml, and audit.yml, in the lab.
 
-A batch of two instances goes through the secure launch without the VM, as in the fault matrix
+A batch of three instances goes through the secure launch without the VM, as in the fault matrix
 (secure_launch_configure_instance: false): the on-instance roles are skipped, and a per-instance
 hook stands in for them on the controller (playbooks/tasks/lab_chef_converge.yml): it registers the
 Chef node and its client with cloudefigo.core.chef_node, as the flow does, and runs the lab's
@@ -90,7 +90,7 @@ def _host_stats(result, host):
 
 
 class Batch:
-    """A launched batch of two: names, launch id, the lab and how to run the playbooks on it."""
+    """A launched batch of three (a first batch on a fresh key bucket): names, launch id, the lab and how to run the playbooks on it."""
 
     def __init__(self, lab, workdir):
         self.lab = lab
@@ -98,7 +98,7 @@ class Batch:
         self.workdir = workdir
         self.launch_id = "happy-%s" % uuid.uuid4().hex[:8]
         suffix = uuid.uuid4().hex[:6]
-        self.names = ["happy-%s-a" % suffix, "happy-%s-b" % suffix]
+        self.names = ["happy-%s-%s" % (suffix, letter) for letter in "abc"]
         self.hook = os.path.join(workdir, "hook_configured.yml")
         with open(self.hook, "w") as handle:
             handle.write(HOOK)
@@ -269,7 +269,7 @@ def _assert_in_production(lab, batch, result, summary):
 def test_batch_is_promoted_to_production(lab, batch):
     result, summary = batch.launches[0]
     assert result.rc == 0, _output(result)
-    assert "All 2 instance(s) promoted to production." in result.stdout, _output(result)
+    assert "All %d instance(s) promoted to production." % len(batch.names) in result.stdout, _output(result)
     assert summary["launch_id"] == batch.launch_id
     assert summary["failed"] == []
     assert sorted(i["name"] for i in summary["instances"]) == sorted(batch.names)
@@ -281,6 +281,33 @@ def test_batch_is_promoted_to_production(lab, batch):
         assert os.path.getsize(os.path.join(batch.workdir, "%s-%s.nessus" % (entry["name"], batch.launch_id))) > 0
 
     _assert_in_production(lab, batch, result, summary)
+
+
+def test_first_batch_makes_one_kms_key_for_the_bucket(lab, batch):
+    """The first batch on a fresh bucket: the bucket's KMS key is made once (the plan play, volume_key
+    state=bucket), never raced by the instances (0.1.0's losers left KMS keys without alias behind)."""
+    kms = batch.aws.client("kms")
+    s3 = batch.aws.client("s3")
+    keys = [k["KeyId"] for k in kms.list_keys()["Keys"]]
+    aliases = kms.list_aliases()["Aliases"]
+    aliased = {a["TargetKeyId"] for a in aliases if a.get("TargetKeyId")}
+    tagged = [k for k in keys
+              if {t["TagKey"]: t["TagValue"] for t in kms.list_resource_tags(KeyId=k).get("Tags", [])}.get("cloudefigo:key-bucket") == KEY_BUCKET]
+    assert len(tagged) == 1, (tagged, aliases)
+    bucket_alias = [a for a in aliases if a["AliasName"] == "alias/cloudefigo/volume-keys/" + KEY_BUCKET]
+    assert [a["TargetKeyId"] for a in bucket_alias] == tagged
+    assert [k for k in keys if k not in aliased] == [], "KMS keys without an alias (orphans of a race)"
+    metadata = kms.describe_key(KeyId=tagged[0])["KeyMetadata"]
+    arn = metadata["Arn"]
+    assert len(batch.names) == 3
+    # made before any instance of the batch was launched (the plan play), so no instance could race
+    # to make it (0.1.0 made it from the first instance's volume_key, after that instance's launch)
+    launched = min(found[0]["LaunchTime"] for found in batch.instances().values())
+    assert metadata["CreationDate"] <= launched, (metadata["CreationDate"], launched)
+    for name in batch.names:
+        assert _key_kms_arn(s3, batch.key_object(name)) in (arn, tagged[0])
+    rule = s3.get_bucket_encryption(Bucket=KEY_BUCKET)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["KMSMasterKeyID"] in (arn, tagged[0])
 
 
 def test_rerun_changes_nothing_and_keeps_the_keys(lab, batch):
@@ -298,6 +325,7 @@ def test_rerun_changes_nothing_and_keeps_the_keys(lab, batch):
     for name in batch.names:
         assert _host_stats(result, name).get("changed") == 0, (name, _changed_tasks(result, name))
         assert _host_stats(result, name).get("failures") == 0
+    assert "Make sure the key bucket and its KMS key are ready" not in _changed_tasks(result, "localhost")
     for entry in summary["instances"]:
         assert entry["status"] == "production" and entry["scan_verdict"] == "passed (earlier run)", entry
         assert entry["role_stage"] == "production", entry
@@ -346,7 +374,7 @@ def test_terminate_refuses_without_ids_then_removes_everything(lab, batch):
     instances = {name: found[0] for name, found in batch.instances().items()}
     ids = sorted(i["InstanceId"] for i in instances.values())
     volumes = sorted(v for i in instances.values() for v in _data_volume_ids(i))
-    assert len(volumes) == 2
+    assert len(volumes) == len(batch.names)
 
     # no list, an empty one, or something that is not an instance id: refused, nothing touched
     for refused in (None, [], "all", ["i-*"]):

@@ -170,3 +170,42 @@ def test_absent_refuses_unmarked_versions_unless_adopted():
     assert "adopt_instance_id" in str(err.value)
     result, before, after = manager(StubModule(state="absent", adopt_instance_id=IID), s3).absent()
     assert result["adopted"] and result["deleted_versions"] == 1
+
+
+# --- state=bucket: the bucket's custody once for a batch, no key object ----------------------------
+@pytest.mark.parametrize("extra, text", [
+    ({"state": "bucket"}, "object, instance_id, launch_id: not used with state=bucket"),
+    ({"state": "bucket", "object": None, "instance_id": None, "launch_id": None, "tags": {"a": "b"}}, "tags: not used with state=bucket"),
+    ({"state": "bucket", "object": None, "instance_id": None, "launch_id": None, "kms_key_id": " "}, "kms_key_id is empty"),
+    ({"object": None}, "object is required"),
+    ({"state": "absent", "instance_id": None}, "instance_id is required"),
+])
+def test_bucket_state_options(run_aws_main, extra, text):
+    result = run_aws_main(vk.main, **args(**extra))
+    assert result["failed"] is True
+    assert text in result["msg"], result["msg"]
+
+
+def test_bucket_state_touches_no_key_object():
+    module = StubModule(state="bucket", object=None, instance_id=None, launch_id=None)
+    module.params["controller_principals"] = None
+    s3 = StubS3(list_error=denied("ListObjectVersions"))
+    key = manager(module, s3)
+    key.key = None
+    key.caller = "arn:aws:iam::123456789012:role/controller"
+    steps = []
+    key.bucket_exists = lambda: steps.append("exists") or True
+    key.bucket_state = lambda exists: {"exists": exists}
+    key.ensure_kms_key = lambda controllers: steps.append(("kms", tuple(controllers))) or {
+        "arn": "arn:aws:kms:us-east-1:123456789012:key/k1", "id": "k1", "alias": "alias/cloudefigo/volume-keys/keys", "changes": ["kms_key"]}
+    key.ensure_bucket = lambda before, kms: (steps.append(("bucket", kms["arn"])) or ({"exists": True}, ["created"]))
+    key.ensure_policy = lambda before, after, changes, controllers: steps.append("policy")
+    result, before, after = key.custody_only()
+    # KMS key, then bucket settings, then the policy; the key object is never looked at
+    assert steps == ["exists", ("kms", ("arn:aws:iam::123456789012:role/controller",)),
+                     ("bucket", "arn:aws:kms:us-east-1:123456789012:key/k1"), "policy"]
+    assert s3.calls == []
+    assert result["kms_key_arn"] == "arn:aws:kms:us-east-1:123456789012:key/k1"
+    assert result["kms_key_alias"] == "alias/cloudefigo/volume-keys/keys"
+    assert result["bucket_changes"] == ["kms_key", "created"] and result["created"] is False
+    assert key.arn is None
