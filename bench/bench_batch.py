@@ -22,6 +22,15 @@ times are inflated and noisy), 60 s scans, before = main at 4068b2b, after = thi
             (+ 2 scan status polls per instance: one line of progress per 30 s)
 The batch of 10 spends most of its time in CPU contention (10 workers on 2 busy cores); see
 bench/bench_batch.py's per-module counts for what is left per instance.
+Then (2026-11-30, 30 s scans, two before/after pairs back to back in one lab, load average 5-8 from
+other work): the plan play reads the batch's roles in one call (instance_role_info) and makes the key
+bucket's KMS key once (volume_key state=bucket; before, the instances raced to make it, the losers
+retried and left KMS keys without alias behind):
+    before: 70.1 s / 126.4 s (1.80), 59.9 s / 126.4 s (2.11), 16.4 module calls per instance
+    after:  70.5 s / 133.7 s (1.90), 58.9 s / 108.2 s (1.84), 15.1 module calls per instance
+Per instance of a batch of 10, every module call then costs ~4-5 s of wall time (CPU contention);
+the rest: ec2_instance 3 (launch, profile, promote), instance_role 2, launch_record 2, ec2_tag 2 (root
+and data volume), nessus_scan 2 (+ polls), volume_key, ec2_vol, chef_node_info.
 """
 import json
 import os
