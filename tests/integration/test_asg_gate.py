@@ -20,6 +20,9 @@ import pytest
 
 from _lab import ROOT, chef_client, moto_post, nessus_switch, run_playbook, secure_launch_lab_vars
 
+# no VM: runs in the VM lab's lane to balance the two integration lanes (tools/integration.sh)
+pytestmark = pytest.mark.vmlane
+
 PLAYBOOK = os.path.join(ROOT, "playbooks", "asg_gate.yml")
 KEY_BUCKET = "asg-gate-keys"
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"

@@ -22,6 +22,9 @@ from _lab import ROOT, secure_launch_lab_vars
 from test_asg_gate import KEY_BUCKET, LAUNCHING, ROLE, TERMINATING, poll, scans_of
 from test_asg_gate import gate_lab  # noqa: F401 pylint: disable=unused-import
 
+# no VM: runs in the VM lab's lane to balance the two integration lanes (tools/integration.sh)
+pytestmark = pytest.mark.vmlane
+
 GATE = os.path.join(ROOT, "playbooks", "asg_gate.yml")
 QUEUE = "cloudefigo-asg-events"
 
