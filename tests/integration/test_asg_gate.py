@@ -295,6 +295,13 @@ def test_two_runs_at_once_gate_once_then_scale_in_shreds(gate_lab):
     assert len(claim) == 1
     record = "cloudefigo-records/us-east-1/" + instance
     assert env.s3.list_objects_v2(Bucket=KEY_BUCKET, Prefix=record).get("KeyCount") == 1
+    # the data volume the pull-mode user data waits for: attached, encrypted, marked, named in its tag and the record
+    volume_id = tags["cloudefigo:data-volume"]
+    volume = env.ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
+    assert volume["Encrypted"] and [a["InstanceId"] for a in volume["Attachments"]] == [instance]
+    assert {t["Key"]: t["Value"] for t in volume["Tags"]}["cloudefigo:instance-id"] == instance
+    record_tags = {t["Key"]: t["Value"] for t in env.s3.get_object_tagging(Bucket=KEY_BUCKET, Key=record)["TagSet"]}
+    assert record_tags["cloudefigo:volumes"].split() == [volume_id]
 
     # scale-in: the terminating hook holds it, the gate cleans up, then CONTINUE
     env.asg.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=0)
