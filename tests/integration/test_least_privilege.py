@@ -180,8 +180,19 @@ def test_launch_document_grants_no_privilege(aws, playbook, tmp_path):
     assert iam.list_role_policies(RoleName="web-03")["PolicyNames"] == ["cloudefigo-instance"]
     assert iam.list_attached_role_policies(RoleName="web-03")["AttachedPolicies"] == []
     document = iam.get_role_policy(RoleName="web-03", PolicyName="cloudefigo-instance")["PolicyDocument"]
+    # the one write of the launch stage: its own progress tag (pull mode), on its own ARN, under conditions
+    progress = [s for s in document["Statement"] if s.get("Sid") == "TagOwnProgress"]
+    assert len(progress) == 1
+    instance_arn = progress[0]["Resource"]
+    assert progress[0]["Effect"] == "Allow" and progress[0]["Action"] == "ec2:CreateTags"
+    assert isinstance(instance_arn, str) and instance_arn.endswith(":instance/i-0000000000000a003") and "*" not in instance_arn
+    assert progress[0]["Condition"] == {"ArnEquals": {"ec2:SourceInstanceARN": instance_arn},
+                                        "ForAllValues:StringLike": {"aws:TagKeys": "cloudefigo:progress*"},
+                                        "Null": {"aws:TagKeys": "false"}}
     for statement in document["Statement"]:
         assert "NotAction" not in statement and "NotResource" not in statement
+        if statement.get("Sid") == "TagOwnProgress":
+            continue
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         for action in actions:

@@ -24,17 +24,12 @@ KEY_BUCKET = "reconcile-keys"
 PREFIX = "cloudefigo-records/"
 
 HOOK = """---
-- name: Register the Chef node and its API client
-  cloudefigo.core.chef_node:
-    name: "{{ secure_launch_name }}"
-    instance_id: "{{ secure_launch_instance_id }}"
-    launch_id: "{{ secure_launch_launch_id }}"
-    run_list: ["recipe[base]"]
-  delegate_to: localhost
-  no_log: true
-
-- name: Report the converge of the node
+- name: Register and converge the Chef node, marked for the instance
   ansible.builtin.include_tasks: %s
+  vars:
+    lab_chef_standin_instance_id: "{{ secure_launch_instance_id }}"
+    lab_chef_standin_launch_id: "{{ secure_launch_launch_id }}"
+    lab_chef_standin_run_list: ["recipe[base]"]
 """ % CONVERGE_TASKS
 
 # the reconciliation alone (the audit's other steps are tested elsewhere): roles/audit's defaults,
