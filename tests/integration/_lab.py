@@ -6,6 +6,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 import uuid
 
@@ -197,3 +198,15 @@ def nessus_switch(lab, target, behaviour):
                                           "X-Sim-Token": lab["LAB_NESSUS_ADMIN_TOKEN"]})
     with urllib.request.urlopen(req, timeout=30, context=ctx) as resp:
         resp.read()
+
+
+def poll(check, timeout=20.0, interval=0.1):
+    """check()'s first truthy value, called every interval seconds; AssertionError after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("not reached within %ss (last: %r)" % (timeout, value))
+        time.sleep(interval)

@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from _lab import ROOT, chef_client, moto_post, nessus_switch, run_playbook, secure_launch_lab_vars
+from _lab import ROOT, chef_client, moto_post, nessus_switch, poll, run_playbook, secure_launch_lab_vars
 
 # no VM: runs in the VM lab's lane to balance the two integration lanes (tools/integration.sh)
 pytestmark = pytest.mark.vmlane
@@ -48,17 +48,6 @@ def nessus_state(lab):
 def scans_of(lab, target):
     """The runs the Nessus simulator made against `target`."""
     return [run for scan in nessus_state(lab)["scans"].values() if target in scan["targets"] for run in scan["runs"]]
-
-
-def poll(check, timeout=20.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("not reached within %ss (last: %r)" % (timeout, value))
-        time.sleep(interval)
 
 
 class Lab:

@@ -20,6 +20,8 @@ import boto3
 import botocore.parsers
 import botocore.session
 import pytest
+
+import _lab
 from botocore.exceptions import ClientError
 
 # AWS's documented lifecycle notification (SNS / SQS), "Notification message example for Amazon SNS
@@ -128,14 +130,7 @@ def control(proxy, path, payload=None):
 
 
 def poll(check, timeout=8.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("not reached within %ss (last: %r)" % (timeout, value))
-        time.sleep(interval)
+    return _lab.poll(check, timeout, interval)
 
 
 def make_group(c, name, hooks, desired=0, queue="lifecycle"):
