@@ -40,6 +40,7 @@ import sys
 import tempfile
 import collections
 import time
+import resource
 import urllib.request
 import uuid
 
@@ -102,6 +103,32 @@ def chef_nodes(lab, names):
                                                "default": {}, "override": {}, "automatic": {}})
 
 
+def lab_cpu(lab):
+    """CPU seconds used so far by the lab's services (moto, the proxy, Chef, Nessus simulator)."""
+    try:
+        with open(os.path.join(lab["LAB_STATE_DIR"], "state.json")) as handle:
+            services = json.load(handle).get("services", {})
+    except (OSError, ValueError, KeyError):
+        return 0.0
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for service in services.values():
+        for pid in service.get("pids", []):
+            try:
+                with open("/proc/%d/stat" % pid) as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            # utime, stime, cutime, cstime (fields 14-17 of proc(5))
+            total += sum(int(f) for f in fields[11:15]) / float(tick)
+    return total
+
+
+def children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def launch(lab, size, workdir):
     tag = uuid.uuid4().hex[:6]
     names = ["bench-%s-%02d" % (tag, i) for i in range(size)]
@@ -124,9 +151,11 @@ def launch(lab, size, workdir):
     cmd = [os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", "localhost,", "-f", str(max(size, 1)),
            os.path.join(ROOT, "playbooks", "secure_launch.yml"), "-e", "@" + extra_file]
     start = time.monotonic()
+    cpu_start, lab_start = children_cpu(), lab_cpu(lab)
     proc = subprocess.run(cmd, cwd=ROOT, env=ansible_env(lab, {"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"}),
                           capture_output=True, text=True, check=False)
     wall = time.monotonic() - start
+    cpu = (children_cpu() - cpu_start, lab_cpu(lab) - lab_start)
     if proc.returncode != 0:
         print(proc.stdout[-4000:], proc.stderr[-2000:])
         raise SystemExit("batch of %d failed (rc %d)" % (size, proc.returncode))
@@ -134,12 +163,14 @@ def launch(lab, size, workdir):
         with open(os.path.join(os.environ["BENCH_KEEP_JSON"], "batch-%d.json" % size), "w") as handle:
             handle.write(proc.stdout)
     calls, polls, per_module = module_calls(json.loads(proc.stdout))
-    return wall, calls, polls, per_module
+    return wall, cpu, calls, polls, per_module
 
 
-def report(size, wall, calls, polls, per_module):
+def report(size, wall, cpu, calls, polls, per_module):
     print("batch of %2d: %6.1f s  module calls %4d (%.1f per instance) + %d scan status polls"
           % (size, wall, calls, calls / float(size), polls))
+    print("    CPU: Ansible %.1f s (%.1f per instance), lab services %.1f s (%.1f per instance)"
+          % (cpu[0], cpu[0] / size, cpu[1], cpu[1] / size))
     ranked = sorted(per_module.items(), key=lambda kv: -kv[1])
     parts = ["%s %.1f" % (name.split(".")[-1], count / float(size)) for name, count in ranked if count]
     print("    per instance: " + ", ".join(parts))
@@ -155,8 +186,8 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         for size in sizes:
             moto_reset(lab)
-            walls[size], calls, polls, per_module = launch(lab, size, workdir)
-            report(size, walls[size], calls, polls, per_module)
+            walls[size], cpu, calls, polls, per_module = launch(lab, size, workdir)
+            report(size, walls[size], cpu, calls, polls, per_module)
         moto_reset(lab)
     if len(sizes) > 1:
         ratio = walls[sizes[-1]] / walls[sizes[0]]
