@@ -22,7 +22,8 @@ description:
   - With O(state=launched) and O(scan_id), reads the status and progress of a run (O(scan_uuid), else
     the latest) without launching anything, at once or after watching the run for up to
     O(watch_timeout) seconds. One call per line of a loop that shows how far a long scan got (see
-    the examples).
+    the examples). With O(evaluate=true), the call that sees the run end also exports and evaluates
+    it, so the loop's last line is the verdict and no further call is needed.
   - With O(state=absent), deletes the scan O(scan_id).
   - Fail closed. Only a run that ended C(completed) can pass. An aborted, canceled or paused run, a timeout,
     a 412 "API is not available", an authentication failure or a malformed report fails the task with
@@ -91,6 +92,19 @@ options:
       - V(0) reads the status and progress once.
     type: float
     default: 0
+    version_added: 0.2.0
+  evaluate:
+    description:
+      - With O(state=launched) and O(scan_id) only. When the run has ended (at once or within
+        O(watch_timeout)), export and evaluate it in the same call, exactly as O(state=completed) with
+        O(scan_id) does (O(fail_on), O(accepted_plugins), O(fail_when_blocked), O(report_path)): the
+        result then carries the verdict (RV(passed), the findings) and RV(ended=true). A run that
+        ended otherwise than C(completed) fails the task, not passed.
+      - While the run goes on, the call returns its status and progress with RV(ended=false) and
+        RV(passed=false), without failing: a loop goes on until RV(ended) (see the examples). Never
+        read RV(passed) without RV(ended).
+    type: bool
+    default: false
     version_added: 0.2.0
   poll_interval:
     description: Seconds between two status requests while waiting.
@@ -198,6 +212,28 @@ EXAMPLES = r"""
   register: result
   delegate_to: localhost
 
+- name: The same wait, where the poll that sees the run end also evaluates it (one call fewer)
+  cloudefigo.core.nessus_scan:
+    state: launched
+    scan_id: "{{ launched.scan_id }}"
+    scan_uuid: "{{ launched.scan_uuid }}"
+    watch_timeout: 30
+    evaluate: true
+    fail_on: high
+  register: poll
+  loop: "{{ range(1, 121) | list }}"
+  loop_control:
+    label: "poll {{ item }}: {{ poll.scan_status | default('?') }} {{ '-' if poll.progress is none else poll.progress }}%"
+    # a failed poll (an aborted run, an unreachable server) ends the loop too
+    break_when: poll is failed or poll.ended | default(false)
+  delegate_to: localhost
+
+- name: Stop unless the run ended and passed
+  ansible.builtin.assert:
+    that:
+      - (poll.results | last).ended | default(false)
+      - (poll.results | last).passed is sameas true
+
 - name: Delete the scan
   cloudefigo.core.nessus_scan:
     state: absent
@@ -247,6 +283,14 @@ scan_name:
   returned: when a scan was created
   type: str
   sample: "cloudefigo.core.nessus_scan: 10.0.0.5"
+ended:
+  description:
+    - With O(state=launched), O(scan_id) and O(evaluate=true), whether the run has ended. When V(true),
+      the result carries the verdict; when V(false), RV(passed) is V(false) and means only "not yet".
+  returned: with O(evaluate=true)
+  type: bool
+  sample: true
+  version_added: 0.2.0
 timed_out:
   description: V(true) when O(wait_timeout) or O(export_timeout) elapsed first.
   returned: on failure
@@ -374,7 +418,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cloudefigo.core.plugins.module_utils._nessus.client import NessusError, NessusTimeout
+from ansible_collections.cloudefigo.core.plugins.module_utils._nessus.client import FINAL_STATUSES, NessusError, NessusTimeout
 from ansible_collections.cloudefigo.core.plugins.module_utils._nessus.common import (
     check_evaluation_options,
     evaluation_argument_spec,
@@ -430,12 +474,16 @@ def _existing_run(module, client, result):
     scan_id = params["scan_id"]
     result["scan_id"] = scan_id
     run = client.wait_for_run(scan_id, params["scan_uuid"], params["wait_timeout"], params["poll_interval"])
-    targets = None
-    if isinstance(params["accepted_plugins"], dict):
-        # per-host acceptances match on the scan's own targets (as the scan was configured)
-        info = client.scan(scan_id).get("info") or {}
-        targets = [item for item in re.split(r"[,\s]+", info.get("targets") or "") if item]
-    return _evaluate_run(module, client, result, scan_id, run, targets)
+    return _evaluate_run(module, client, result, scan_id, run, _scan_targets(module, client, scan_id))
+
+
+def _scan_targets(module, client, scan_id):
+    """The targets of an existing scan, when per-host acceptances need them (else None)."""
+    if not isinstance(module.params["accepted_plugins"], dict):
+        return None
+    # per-host acceptances match on the scan's own targets (as the scan was configured)
+    info = client.scan(scan_id).get("info") or {}
+    return [item for item in re.split(r"[,\s]+", info.get("targets") or "") if item]
 
 
 def _create_and_launch(module, client, result):
@@ -486,6 +534,7 @@ def _report_run(client, result, scan_id, scan_uuid, watch=0, poll=5):
         if scan_uuid:
             result["scan_uuid"] = scan_uuid
     result["progress"] = progress
+    return run
 
 
 def _progress_text(result):
@@ -525,10 +574,17 @@ def run_module(module, client, result):
     if state == "launched" and params["scan_id"] is not None:
         # a poll: read the run's status and progress (after watching it up to watch_timeout), launch nothing
         result["scan_id"] = params["scan_id"]
-        _report_run(client, result, params["scan_id"], params["scan_uuid"], params["watch_timeout"],
-                    params["poll_interval"])
+        run = _report_run(client, result, params["scan_id"], params["scan_uuid"], params["watch_timeout"],
+                          params["poll_interval"])
         result["msg"] = "scan %s run %s: %s" % (params["scan_id"], result.get("scan_uuid") or "(latest)",
                                                 _progress_text(result))
+        if params["evaluate"]:
+            result["ended"] = run is not None and run.get("status") in FINAL_STATUSES
+            if result["ended"]:
+                # the poll that sees the run end gives the verdict (fails closed on any end but completed)
+                del result["msg"]
+                finish_evaluation(module, result, _evaluate_run(module, client, result, params["scan_id"], run,
+                                                                _scan_targets(module, client, params["scan_id"])))
         module.exit_json(**result)
     scan_id, scan_uuid = _create_and_launch(module, client, result)
     if module.check_mode:
@@ -566,6 +622,7 @@ def main():
         wait_timeout=dict(type="int", default=3600),
         poll_interval=dict(type="float", default=10),
         watch_timeout=dict(type="float", default=0),
+        evaluate=dict(type="bool", default=False),
         export_timeout=dict(type="int", default=600),
         report_path=dict(type="path"),
         delete_after=dict(type="bool", default=False),
@@ -585,6 +642,9 @@ def main():
         module.fail_json(msg="wait_timeout must be >= 0 and poll_interval > 0", passed=False)
     if params["watch_timeout"] < 0:
         module.fail_json(msg="watch_timeout must be >= 0 (seconds; 0 reads the run's status once)", passed=False)
+    if params["evaluate"] and (params["state"] != "launched" or params["scan_id"] is None):
+        module.fail_json(msg="evaluate=true goes with state=launched and scan_id (a poll of a run that evaluates it"
+                             " once it ended); state=completed always evaluates", passed=False)
     check_evaluation_options(module)
     client = nessus_client(module)
     result = dict(changed=False, passed=False)

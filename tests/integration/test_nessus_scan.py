@@ -374,3 +374,35 @@ def test_launched_then_polls_show_status_and_progress(sim, playbook, tmp_path):
     assert time.monotonic() - before < 30
     assert checked["changed"] is False and checked["scan_status"] == "completed" and checked["progress"] == 100
     scan(playbook, tmp_path, {"state": "absent", "scan_id": launched["scan_id"]})
+
+
+@pytest.mark.parametrize("outcome", ["completed", "aborted"])
+def test_poll_that_evaluates_the_run_it_sees_end(sim, playbook, tmp_path, outcome):
+    """evaluate=true: polls report progress without a verdict (ended=false, passed=false, not failed)
+    until the poll that sees the run end, which exports and evaluates it (the findings of the
+    report), or fails closed when it ended otherwise than completed. One scan, one run, one export."""
+    behaviour = {"scan_seconds": 6, "report": "pytenable_example.nessus"}
+    if outcome != "completed":
+        behaviour["outcome"] = outcome
+    target = sim.target(**behaviour)
+    launched = scan(playbook, tmp_path, {"state": "launched", "targets": [target]})
+    polls = []
+    for _poll in range(40):
+        res = scan(playbook, tmp_path, {"state": "launched", "scan_id": launched["scan_id"], "evaluate": True,
+                                        "scan_uuid": launched["scan_uuid"], "watch_timeout": 1, "fail_on": "critical"})
+        polls.append(res)
+        if res.get("failed") or res["ended"]:
+            break
+    running, last = polls[:-1], polls[-1]
+    assert running, "the first poll should see the run still going: %s" % polls
+    assert all(p["ended"] is False and p["passed"] is False and not p.get("failed") and "blocking_count" not in p
+               for p in running), running
+    assert last.get("ended") is True and last["scan_status"] == outcome, last
+    if outcome == "completed":
+        # 7 critical findings in the report: not passed, not failed (fail_when_blocked is false)
+        assert last["passed"] is False and not last.get("failed") and last["blocking_count"] == 7, last
+    else:
+        assert_not_passed(last, "ended '%s'" % outcome, "only a completed run can pass")
+    runs = sim.scans_of(target)
+    assert len(runs) == 1 and len(runs[0]["runs"]) == 1
+    scan(playbook, tmp_path, {"state": "absent", "scan_id": launched["scan_id"]})

@@ -201,3 +201,21 @@ def test_scan_watch_timeout_must_not_be_negative(capsys):
     out = run(nessus_scan, {"url": "https://n.test", "access_key": "test-access-key", "secret_key": "test-secret-key",
                             "state": "launched", "scan_id": 42, "watch_timeout": -1}, capsys)
     assert out["failed"] is True and "watch_timeout" in out["msg"]
+
+
+@pytest.mark.parametrize("args", [{"targets": ["10.0.0.9"]}, {"scan_id": 42}, {"state": "launched", "targets": ["10.0.0.9"]}])
+def test_scan_evaluate_only_on_a_poll(capsys, args):
+    out = run(nessus_scan, dict({"url": "https://n.test", "access_key": "test-access-key",
+                                 "secret_key": "test-secret-key", "evaluate": True}, **args), capsys)
+    assert out["failed"] is True and out["passed"] is False and "evaluate=true" in out["msg"]
+
+
+def test_scan_poll_with_evaluate_while_running_is_no_verdict(capsys, monkeypatch):
+    calls = []
+    details = {"history": [{"history_id": 5, "uuid": "run-1", "status": "running", "creation_date": 1}],
+               "hosts": [{"host_id": 1, "scanprogresscurrent": 45, "scanprogresstotal": 100}]}
+    monkeypatch.setattr(client_mod, "open_url", _scan_opener(calls, details))
+    out = run(nessus_scan, {"url": "https://n.test", "access_key": "test-access-key", "secret_key": "test-secret-key",
+                            "state": "launched", "scan_id": 42, "scan_uuid": "run-1", "evaluate": True}, capsys)
+    assert not out.get("failed") and out["ended"] is False and out["passed"] is False
+    assert "blocking_count" not in out and [c[0] for c in calls] == ["GET"]
