@@ -55,7 +55,8 @@ POLL_SECONDS = float(os.environ.get("BENCH_POLL_SECONDS", "2"))
 # actions that run on the controller without executing a module
 NO_MODULE = {"set_fact", "assert", "debug", "include_tasks", "include_role", "import_tasks", "import_role",
              "add_host", "meta", "fail", "include_vars", "group_by", "pause", "set_stats", "validate_argument_spec"}
-# the scan status polls: one module call per poll, as many as the scan lasts
+# the scan status polls: one module call per poll, as many as the scan lasts (the poll that sees the
+# run end also evaluates it: nessus_scan evaluate=true)
 POLL_TASKS = ("Scan the instance with Nessus - wait",)
 
 
@@ -168,7 +169,8 @@ def launch(lab, size, workdir):
 
 def report(size, wall, cpu, calls, polls, per_module):
     print("batch of %2d: %6.1f s  module calls %4d (%.1f per instance) + %d scan status polls"
-          % (size, wall, calls, calls / float(size), polls))
+          " (%.1f module executions per instance in all)"
+          % (size, wall, calls, calls / float(size), polls, (calls + polls) / float(size)))
     print("    CPU: Ansible %.1f s (%.1f per instance), lab services %.1f s (%.1f per instance)"
           % (cpu[0], cpu[0] / size, cpu[1], cpu[1] / size))
     ranked = sorted(per_module.items(), key=lambda kv: -kv[1])
