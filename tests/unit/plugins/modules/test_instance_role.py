@@ -64,6 +64,10 @@ class TestMainValidation:
         ({"extra_statements": [{"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}]}, "extra_statements[0]", "refused"),
         ({"bootstrap_objects": ["boot"]}, "bootstrap_objects", "bucket/key"),
         ({"bootstrap_objects": ["keys/chef/validator.pem"]}, "bootstrap_objects", "inside key_bucket"),
+        ({"stage": "production", "associate_instance_profile": True}, "associate_instance_profile", "only accepted with stage=launch"),
+        ({"stage": "absent", "associate_instance_profile": True}, "associate_instance_profile", "only accepted with stage=launch"),
+        ({"replace_instance_profile": True}, "replace_instance_profile", "needs associate_instance_profile=true"),
+        ({"associate_instance_profile": True, "association_timeout": -5}, "association_timeout", "0 or more"),
     ])
     def test_fails_naming_option(self, run_aws_main, args, option, text):
         merged = dict(BASE, **args)
