@@ -48,7 +48,14 @@ description:
   - IAM is eventually consistent; calls made right after a role or profile is created are retried
     while IAM still answers C(NoSuchEntity), and after adding the role to the instance profile the
     module waits (up to 60 seconds) until IAM reads the profile back with the role in it. EC2 may
-    still need a few more seconds before it accepts a brand-new profile; retry that call.
+    still need a few more seconds before it accepts a brand-new profile; with
+    O(associate_instance_profile) the module retries the association for up to
+    O(association_timeout) seconds.
+  - With O(associate_instance_profile=true) (at O(stage=launch) only) the module also associates the
+    instance profile with the instance, as its last step, only after the role, its bound policy and
+    the profile are in place, so the instance's first credentials are already bound to it. A failure
+    anywhere before (the policy could not be written, for example) leaves the instance without an
+    association.
 author:
   - Cloudefigo contributors (@cloudefigo)
 options:
@@ -192,12 +199,47 @@ options:
         owner marks.
     type: bool
     default: true
+  associate_instance_profile:
+    version_added: 0.2.0
+    description:
+      - Associate the instance profile with O(instance_id) (C(ec2:AssociateIamInstanceProfile)), after
+        everything else the module does at O(stage=launch). The instance gets its first credentials
+        at that moment, and every statement of the role is already bound to it.
+      - Nothing to do when the instance's live association (C(associating) or C(associated)) is
+        already this profile.
+      - When the instance already holds another profile, the module fails and changes nothing of the
+        association, naming that profile, unless O(replace_instance_profile=true). The role and the
+        profile are still written (they are the instance's own), but the other profile is never
+        silently replaced, because it gave the instance credentials this module did not bound.
+      - Only with O(stage=launch); refused with any other stage.
+    type: bool
+    default: false
+  replace_instance_profile:
+    version_added: 0.2.0
+    description:
+      - With O(associate_instance_profile=true), replace an association of the instance with another
+        profile (C(ec2:ReplaceIamInstanceProfileAssociation)), for example the profile an Auto Scaling
+        launch template gave the instance. The instance then had credentials before its role was
+        bound to it; replacing them ends that.
+      - Without it, another profile on the instance makes the module fail (fail closed).
+    type: bool
+    default: false
+  association_timeout:
+    version_added: 0.2.0
+    description:
+      - How long (seconds) to keep retrying the association while EC2 does not yet accept a brand-new
+        instance profile (C(InvalidParameterValue) "Invalid IAM Instance Profile", IAM's eventual
+        consistency); then the module fails. Other errors fail at once. V(0) tries once.
+    type: int
+    default: 60
 attributes:
   check_mode:
     description: In check mode nothing is changed; the result shows what would be.
     support: full
   diff_mode:
-    description: Shows the role's policy, tags, trust policy and instance profile before and after.
+    description: >-
+      Shows the role's policy, tags, trust policy and instance profile before and after, and with
+      O(associate_instance_profile) the instance's profile association.
     support: full
 notes:
   - Policy documents and tags are compared semantically, so a second run with the same options
@@ -207,6 +249,9 @@ notes:
     C(iam:ListAttachedRolePolicies), C(iam:DetachRolePolicy), C(iam:UpdateAssumeRolePolicy),
     C(iam:TagRole), C(iam:UntagRole), C(iam:ListRoleTags), C(iam:PutRolePermissionsBoundary),
     the C(iam:*InstanceProfile*) actions for the profile, and C(sts:GetCallerIdentity).
+  - With O(associate_instance_profile) also C(ec2:DescribeIamInstanceProfileAssociations),
+    C(ec2:AssociateIamInstanceProfile), C(iam:PassRole) on the role (to C(ec2.amazonaws.com)), and
+    with O(replace_instance_profile) C(ec2:ReplaceIamInstanceProfileAssociation).
   - Threat model and the simulations that prove the policy are in docs/instance-roles.md.
 extends_documentation_fragment:
   - amazon.aws.common.modules
@@ -230,6 +275,19 @@ EXAMPLES = r"""
         key: chef/client.rb
     tags:
       Project: cloudefigo
+  register: web_role
+
+- name: Bind the role, then give the instance its profile (its first credentials) in the same task
+  cloudefigo.core.instance_role:
+    name: web-01
+    stage: launch
+    instance_id: i-0123456789abcdef0
+    launch_id: 20260101T120000-web-01
+    key_bucket: cloudefigo-keys
+    key_object: volumes/web-01.key
+    associate_instance_profile: true
+    # an Auto Scaling launch template gave the instance a profile: replace it with its own
+    replace_instance_profile: true
   register: web_role
 
 - name: Drop bootstrap access once the instance is configured
@@ -331,6 +389,20 @@ trust_policy:
         Principal:
           Service: ec2.amazonaws.com
         Action: sts:AssumeRole
+association_id:
+  description:
+    - The instance's profile association (C(iip-assoc-...)) with this profile. Null in check mode when
+      the association would be made or replaced.
+  returned: when O(associate_instance_profile=true)
+  type: str
+  sample: iip-assoc-0123456789abcdef0
+associated_instance_profile_arn:
+  description:
+    - ARN of the instance profile associated with the instance after the task (this role's profile).
+      When the module refuses another profile already on the instance, the ARN of that profile.
+  returned: when O(associate_instance_profile=true)
+  type: str
+  sample: arn:aws:iam::123456789012:instance-profile/cloudefigo/web-01
 tags:
   description: Tags of the role, owner marks included. Empty with O(stage=absent).
   returned: always
@@ -360,6 +432,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.tagging import compare_
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import boto3_tags
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import retrying_client
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import tag_dict
+from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy import association as assoc
 from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.common import DEFAULT_PATH
 from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.common import POLICY_NAME
 from ansible_collections.cloudefigo.core.plugins.module_utils._iam_policy.common import QUARANTINE_POLICY_NAME
@@ -384,6 +457,8 @@ class InstanceRole:
         self.params = module.params
         self.name = module.params["name"]
         self.iam = retrying_client(module, "iam")
+        self.ec2 = retrying_client(module, "ec2") if module.params.get("associate_instance_profile") else None
+        self.association = None
         self.changed = False
         self.before = {}
         self.after = {}
@@ -510,6 +585,11 @@ class InstanceRole:
         profile_before = self.profile_state(profile)
         self.before = {"role": copy.deepcopy(before), "instance_profile": copy.deepcopy(profile_before)}
         self.check_owners(before, profile_before)
+        if params["associate_instance_profile"]:
+            # before any write: another profile on the instance without replace_instance_profile stops here
+            self.association = self.read_association()
+            self.before["association"] = assoc.association_state(self.association)
+            self.decide_association(profile_before["arn"] if profile_before else None)
 
         after = copy.deepcopy(before)
         if role is None:
@@ -579,7 +659,7 @@ class InstanceRole:
                 profile_after["arn"] = self.wait_for_profile()
 
         self.after = {"role": after, "instance_profile": profile_after}
-        return {
+        result = {
             "role_arn": after["role_arn"],
             "instance_profile_arn": profile_after["arn"],
             "policy": policy,
@@ -587,6 +667,81 @@ class InstanceRole:
             "tags": after["tags"],
             "owner": _owner(after["tags"]),
         }
+        if params["associate_instance_profile"]:
+            # last: every write above succeeded (call() fails the module otherwise), so the first
+            # credentials the instance gets are those of the bound policy just written
+            state = self.associate(profile_after["arn"])
+            self.after["association"] = state
+            result["association_id"] = state["association_id"]
+            result["associated_instance_profile_arn"] = state["instance_profile_arn"]
+        return result
+
+    # --- the profile association ---------------------------------------------------------------
+    def read_association(self):
+        """The instance's live profile association (associating or associated), or None."""
+        instance_id = self.params["instance_id"]
+        try:
+            paginator = self.ec2.get_paginator("describe_iam_instance_profile_associations")
+            found = paginator.paginate(Filters=[{"Name": "instance-id", "Values": [instance_id]}]).build_full_result()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            self.module.fail_json_aws(e, msg="Could not read the instance profile associations of %s" % instance_id)
+        found = [a for a in found.get("IamInstanceProfileAssociations", []) if a.get("InstanceId") in (None, instance_id)]
+        try:
+            return assoc.live_association(found)
+        except assoc.AssociationError as e:
+            self.module.fail_json(msg=str(e))
+
+    def decide_association(self, wanted_arn):
+        try:
+            return assoc.decide(self.association, wanted_arn, self.name, self.params["instance_id"],
+                                self.params["replace_instance_profile"])
+        except assoc.AssociationError as e:
+            current = assoc.association_state(self.association)
+            self.module.fail_json(msg=str(e), association_id=current["association_id"],
+                                  associated_instance_profile_arn=current["instance_profile_arn"])
+
+    def associate(self, wanted_arn):
+        """Associate (or replace) the instance's profile; returns the association's state."""
+        instance_id = self.params["instance_id"]
+        action, association_id = self.decide_association(wanted_arn)
+        if action == assoc.NOTHING:
+            return assoc.association_state(self.association)
+        self.changed = True
+        if self.module.check_mode:
+            return {"association_id": None, "instance_profile_arn": wanted_arn, "state": "associating"}
+        deadline = time.time() + self.params["association_timeout"]
+        delay, reread = 1, True
+        while True:
+            try:
+                if action == assoc.ASSOCIATE:
+                    answer = self.ec2.associate_iam_instance_profile(
+                        IamInstanceProfile={"Arn": wanted_arn}, InstanceId=instance_id, aws_retry=True)
+                else:
+                    answer = self.ec2.replace_iam_instance_profile_association(
+                        IamInstanceProfile={"Arn": wanted_arn}, AssociationId=association_id, aws_retry=True)
+                return assoc.association_state(answer["IamInstanceProfileAssociation"])
+            except botocore.exceptions.ClientError as e:
+                error = e.response.get("Error", {})
+                if assoc.is_new_profile_error(error.get("Code"), error.get("Message")) and time.time() < deadline:
+                    # IAM's eventual consistency: EC2 does not know the brand-new profile yet
+                    time.sleep(min(delay, max(deadline - time.time(), 0)))
+                    delay = min(delay * 2, 8)
+                    continue
+                if error.get("Code") == "IncorrectState" and reread:
+                    # the instance's association changed since it was read: decide again on what it is now
+                    reread = False
+                    self.association = self.read_association()
+                    action, association_id = self.decide_association(wanted_arn)
+                    if action == assoc.NOTHING:
+                        return assoc.association_state(self.association)
+                    continue
+                self.module.fail_json_aws(e, msg="Could not %s instance profile %s with instance %s%s" % (
+                    "associate" if action == assoc.ASSOCIATE else "replace the association %s with" % association_id,
+                    wanted_arn, instance_id,
+                    " (EC2 still did not accept the new profile after association_timeout=%ss)" % self.params["association_timeout"]
+                    if assoc.is_new_profile_error(error.get("Code"), error.get("Message")) else ""))
+            except botocore.exceptions.BotoCoreError as e:
+                self.module.fail_json_aws(e, msg="Could not associate instance profile %s with instance %s" % (wanted_arn, instance_id))
 
     def wait_for_profile(self, timeout=60):
         """Wait until IAM reads the profile back with the role in it (IAM is eventually consistent)."""
@@ -670,6 +825,9 @@ def main():
         path=dict(type="str", default=DEFAULT_PATH),
         tags=dict(type="dict"),
         purge_tags=dict(type="bool", default=True),
+        associate_instance_profile=dict(type="bool", default=False),
+        replace_instance_profile=dict(type="bool", default=False),
+        association_timeout=dict(type="int", default=60),
     )
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -678,6 +836,9 @@ def main():
         bootstrap, warnings = validate(params)
     except ValidationError as e:
         module.fail_json(msg=str(e))
+    problem = assoc.check_options(params)
+    if problem:
+        module.fail_json(msg=problem)
 
     stage = params["stage"]
     manager = InstanceRole(module)

@@ -21,10 +21,11 @@ description:
     of the account, unlike the resources' own tags and a Chef node's attributes.
     M(cloudefigo.core.instance_leftovers) removes a leftover only when a record names it and its
     own ownership marks agree with the record.
-  - Written by the secure launch right after the instance's volume key (the bucket exists then), naming
-    the role, profile and Chef node before they exist (a record naming something never made is
-    harmless; a resource made without a record could never be reconciled), again when the data volume
-    is attached, and by the Auto Scaling gate; removed by C(terminate.yml) once everything it names is gone.
+  - Written once per instance by the secure launch and by the Auto Scaling gate, right after the data
+    volume is attached and the volume key made (the bucket exists then), naming both, and the role,
+    profile and Chef node before they exist (a record naming something never made is harmless; a
+    resource made without a record could never be reconciled); removed by C(terminate.yml) once
+    everything it names is gone.
   - Idempotent. The data volumes only ever grow (the union of the recorded and the given ones).
     A record of the same instance naming another launch is never overwritten; O(state=absent)
     refuses a record of another launch too.

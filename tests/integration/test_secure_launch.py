@@ -764,18 +764,26 @@ def test_instance_gets_credentials_only_once_its_role_is_bound(lab, aws, tmp_pat
     steps = _host_task_results(result, name)
     names = [step for step, _outcome in steps]
     launched = names.index("Launch the instance in the remediation group, without an instance profile")
-    associated = names.index("Give the instance its profile (its first credentials)")
+    # one task writes the bound role and then, as its last step, associates the profile
+    role_task = "Create the instance role, bound to the instance, and give the instance its profile"
+    associated = names.index(role_task)
+    assert names.count(role_task) == 1 and "Give the instance its profile (its first credentials)" not in names
     # the instance was started without a profile: no credentials at all
     launch = steps[launched][1]
     assert launch["invocation"]["module_args"]["iam_instance_profile"] is None, launch["invocation"]
     assert "iam_instance_profile" not in launch["instances"][0], launch["instances"][0]
-    # before the association: the key, then the role written bound to this instance
-    between = names[launched:associated]
-    assert between.index("Create the volume key of the instance") < between.index(
-        "Create the instance role, bound to the instance")
-    role_steps = [outcome for step, outcome in steps[:associated] if step == "Create the instance role, bound to the instance"]
-    assert len(role_steps) == 1
-    in_force = role_steps[0]["policy"]
+    # before the association: the data volume, the key, ONE launch record naming both, then the role
+    between = [step.split(" : ", 1)[-1] for step in names[launched:associated]]  # (role tasks: "<role> : <name>")
+    assert between.index("Create and attach the encrypted volume") < between.index("Create the volume key of the instance") \
+        < between.index("Record what this launch makes"), between
+    assert [step.split(" : ", 1)[-1] for step in names].count("Record what this launch makes") == 1, names
+    volume_id = [outcome for step, outcome in steps if step.endswith("Create and attach the encrypted volume")][0]["volume_id"]
+    record = {t["Key"]: t["Value"] for t in s3.get_object_tagging(
+        Bucket=KEY_BUCKET, Key="cloudefigo-records/us-east-1/%s" % instance["InstanceId"])["TagSet"]}
+    assert record["cloudefigo:volumes"] == volume_id and record["cloudefigo:key-object"] == "volumes/%s.key" % name, record
+    assert record["cloudefigo:instance-profile"] == "cloudefigo-" + name, record
+    role_step = steps[associated][1]
+    in_force = role_step["policy"]
     allows = [st for st in in_force["Statement"] if st["Effect"] == "Allow"]
     assert allows, in_force
     for statement in allows:
@@ -783,13 +791,15 @@ def test_instance_gets_credentials_only_once_its_role_is_bound(lab, aws, tmp_pat
     resources = {r for st in allows for r in (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]])}
     assert "arn:aws:s3:::%s/volumes/%s.key" % (KEY_BUCKET, name) in resources
     assert _key_kms_arn(s3, "volumes/%s.key" % name) in resources
-    # the association task gave the instance the profile of that role, and it is the one in moto
-    assert steps[associated][1]["changed"] is True
+    # the same task gave the instance the profile of that role, and it is the one in moto
+    assert role_step["changed"] is True
     associations = ec2.describe_iam_instance_profile_associations(
         Filters=[{"Name": "instance-id", "Values": [instance["InstanceId"]]}])["IamInstanceProfileAssociations"]
     assert len(associations) == 1, associations
     profile = iam.get_instance_profile(InstanceProfileName="cloudefigo-" + name)["InstanceProfile"]
     assert associations[0]["IamInstanceProfile"]["Arn"] == profile["Arn"]
+    assert role_step["association_id"] == associations[0]["AssociationId"]
+    assert role_step["associated_instance_profile_arn"] == profile["Arn"]
     assert [r["RoleName"] for r in profile["Roles"]] == ["cloudefigo-" + name]
     # and nothing after the association ever widened the role: its policy now is bound too
     assert _allowed(iam, "cloudefigo-" + name, instance) <= _statement_pairs(allows)
