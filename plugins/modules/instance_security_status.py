@@ -18,8 +18,8 @@ description:
   - One C(DescribeInstances), then the checks, before any change. The instance must exist and not be
     C(shutting-down) or C(terminated); every group of O(security_groups) must exist and be in the
     instance's VPC. Then C(ModifyNetworkInterfaceAttribute) for each interface whose groups differ,
-    then C(CreateTags) over every resource whose tags differ (one call per distinct set of tags:
-    one when no extra O(tags) are given). Nothing is written when everything already matches.
+    then C(CreateTags) over every resource whose tags differ (one call per distinct set of tags,
+    so one when no extra O(tags) are given). Nothing is written when everything already matches.
   - Runs on the controller. The principal running it needs C(ec2:DescribeInstances),
     C(ec2:DescribeSecurityGroups), C(ec2:DescribeVolumes), C(ec2:CreateTags),
     C(ec2:ModifyNetworkInterfaceAttribute) and C(ec2:ModifyInstanceAttribute)
@@ -32,7 +32,7 @@ notes:
     Scaling gate decide on evidence they gather (the Chef server, the Nessus scan). A re-run keeps an
     instance in production only when it is in the production group as well, and then only keeps its
     role at the production stage, which takes permissions away. C(terminate.yml) refuses to destroy
-    an instance tagged C(SecurityStatus=quarantined): a forged tag there can only stop a deletion. The
+    an instance tagged C(SecurityStatus=quarantined), so a forged tag there can only stop a deletion. The
     audit reads no status tag.
   - Every network interface is changed, not only the primary one. An instance with a second interface
     would otherwise keep its old groups there, for example the remediation group's outbound access on
