@@ -172,7 +172,6 @@ from ansible_collections.cloudefigo.core.plugins.module_utils._security_status i
 )
 
 
-
 class SecurityStatus(object):
     def __init__(self, module):
         self.module = module
