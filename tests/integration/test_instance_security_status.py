@@ -1,0 +1,156 @@
+"""instance_security_status: one call sets groups on every interface and the status tags (issue 12 section 6).
+
+Against the lab's moto, through the lab's recording proxy (to see which API calls a run made), on
+one instance with two network interfaces and two volumes (module-scoped: the tests run in order and
+each starts from the state the one before left).
+
+Which view of the groups is trusted: moto keeps an instance's groups apart from its interfaces'
+(LAB-FACTS), so both are read: DescribeNetworkInterfaces per interface, and the instance's own
+SecurityGroups.
+"""
+import json
+import urllib.request
+
+import pytest
+
+from _lab import AWS, moto_reset, run_module
+
+WRITES = {"CreateTags", "DeleteTags", "ModifyNetworkInterfaceAttribute", "ModifyInstanceAttribute"}
+
+
+def proxy_requests(lab, reset=False):
+    url = lab["LAB_AWS_PROXY_ENDPOINT"] + "/_lab/proxy/" + ("reset" if reset else "requests")
+    req = urllib.request.Request(url, data=b"" if reset else None, method="POST" if reset else "GET")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        body = resp.read()
+    return [] if reset else [r["action"] for r in json.loads(body)["requests"]]
+
+
+def status(lab, **args):
+    """Run the module through the recording proxy: (result, the API actions it called)."""
+    proxy_requests(lab, reset=True)
+    result = run_module("instance_security_status", dict({
+        "endpoint_url": lab["LAB_AWS_PROXY_ENDPOINT"], "access_key": "testing", "secret_key": "testing",
+        "region": "us-east-1"}, **args))
+    return result, proxy_requests(lab)
+
+
+@pytest.fixture(scope="module")
+def box(lab):
+    """An instance in group `old` with a second interface (also `old`), a data volume, groups
+    `new` and `other` in its VPC and `foreign` in another VPC."""
+    moto_reset(lab)
+    ec2 = AWS(lab).client("ec2")
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][0]
+    groups = dict((name, ec2.create_security_group(GroupName=name, Description=name, VpcId=vpc)["GroupId"])
+                  for name in ("old", "new", "other"))
+    other_vpc = ec2.create_vpc(CidrBlock="10.98.0.0/16")["Vpc"]["VpcId"]
+    groups["foreign"] = ec2.create_security_group(GroupName="foreign", Description="x", VpcId=other_vpc)["GroupId"]
+    instance_id = ec2.run_instances(
+        ImageId="ami-1e749f67", MinCount=1, MaxCount=1, InstanceType="t3.micro", SubnetId=subnet["SubnetId"],
+        SecurityGroupIds=[groups["old"]], TagSpecifications=[{"ResourceType": "instance", "Tags": [
+            {"Key": "Name", "Value": "box"}, {"Key": "SecurityStatus", "Value": "remediation"}]}])["Instances"][0]["InstanceId"]
+    second = ec2.create_network_interface(SubnetId=subnet["SubnetId"], Groups=[groups["old"]])["NetworkInterface"]
+    ec2.attach_network_interface(NetworkInterfaceId=second["NetworkInterfaceId"], InstanceId=instance_id, DeviceIndex=1)
+    data = ec2.create_volume(AvailabilityZone=subnet["AvailabilityZone"], Size=1)["VolumeId"]
+    ec2.attach_volume(VolumeId=data, InstanceId=instance_id, Device="/dev/sdf")
+    # someone who can write tags labels the data volume as in production
+    ec2.create_tags(Resources=[data], Tags=[{"Key": "SecurityStatus", "Value": "production"}])
+    yield {"ec2": ec2, "id": instance_id, "groups": groups, "data": data, "vpc": vpc}
+    moto_reset(lab)
+
+
+def describe(ec2, instance_id):
+    return ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+
+
+def state(box):
+    """(the instance's groups, {interface: groups}, {resource: tags}) as moto has them."""
+    ec2 = box["ec2"]
+    instance = describe(ec2, box["id"])
+    enis = ec2.describe_network_interfaces(Filters=[{"Name": "attachment.instance-id", "Values": [box["id"]]}])
+    interfaces = dict((eni["NetworkInterfaceId"], sorted(g["GroupId"] for g in eni["Groups"]))
+                      for eni in enis["NetworkInterfaces"])
+    volumes = [m["Ebs"]["VolumeId"] for m in instance["BlockDeviceMappings"]]
+    tags = {box["id"]: dict((t["Key"], t["Value"]) for t in instance.get("Tags", []))}
+    for volume in ec2.describe_volumes(VolumeIds=volumes)["Volumes"]:
+        tags[volume["VolumeId"]] = dict((t["Key"], t["Value"]) for t in volume.get("Tags", []))
+    return sorted(g["GroupId"] for g in instance["SecurityGroups"]), interfaces, tags
+
+
+PROMOTE = {"status": "production", "reason": "passed: scan 7 at high", "tags": {"cloudefigo:launch-id": "L1"}}
+
+
+def test_check_mode_changes_nothing(lab, box):
+    before = state(box)
+    assert len(before[1]) == 2 and len(before[2]) == 3, before
+    result, calls = status(lab, instance_id=box["id"], security_groups=[box["groups"]["new"]], _ansible_check_mode=True,
+                           _ansible_diff=True, **PROMOTE)
+    assert result["changed"] and not result.get("failed"), result
+    assert not WRITES & set(calls), calls
+    assert state(box) == before
+    diff = result["diff"]
+    assert list(diff["before"]["interfaces"].values()) == [[box["groups"]["old"]]] * 2, diff
+    assert list(diff["after"]["interfaces"].values()) == [[box["groups"]["new"]]] * 2, diff
+    assert diff["before"]["tags"][box["data"]]["SecurityStatus"] == "production"
+    assert diff["after"]["tags"][box["id"]]["SecurityStatus"] == "production"
+
+
+def test_every_interface_and_every_volume_in_one_call(lab, box):
+    new = box["groups"]["new"]
+    result, calls = status(lab, instance_id=box["id"], security_groups=[new], **PROMOTE)
+    assert result["changed"] and not result.get("failed"), result
+    groups, interfaces, tags = state(box)
+    # both interfaces, not only the primary one
+    assert groups == [new] and list(interfaces.values()) == [[new], [new]], (groups, interfaces)
+    assert result["interfaces"] == interfaces and result["security_groups"] == [new]
+    assert sorted(result["volume_ids"]) == sorted(r for r in tags if r != box["id"]) and box["data"] in result["volume_ids"]
+    for resource, have in tags.items():
+        assert have["SecurityStatus"] == "production" and have["SecurityReason"] == PROMOTE["reason"], (resource, have)
+    # the extra tags on the instance only; other tags kept
+    assert tags[box["id"]]["cloudefigo:launch-id"] == "L1" and tags[box["id"]]["Name"] == "box"
+    assert all("cloudefigo:launch-id" not in have for resource, have in tags.items() if resource != box["id"])
+    assert result["tags"] == tags[box["id"]]
+    assert calls.count("DescribeInstances") == 1
+    assert calls.count("ModifyNetworkInterfaceAttribute") == 2
+    # one CreateTags for the instance's extra tags, one for the status of the volumes
+    assert calls.count("CreateTags") == 2, calls
+
+
+def test_second_run_writes_nothing(lab, box):
+    before = state(box)
+    result, calls = status(lab, instance_id=box["id"], security_groups=[box["groups"]["new"]], **PROMOTE)
+    assert not result["changed"] and not result.get("failed"), result
+    assert not WRITES & set(calls), calls
+    assert state(box) == before
+
+
+def test_status_alone_is_one_tag_call(lab, box):
+    result, calls = status(lab, instance_id=box["id"], status="remediation", reason="rescan")
+    assert result["changed"], result
+    assert [c for c in calls if c in WRITES] == ["CreateTags"], calls
+    groups, interfaces, tags = state(box)
+    assert groups == [box["groups"]["new"]]
+    assert all(have["SecurityStatus"] == "remediation" and have["SecurityReason"] == "rescan" for have in tags.values())
+
+
+@pytest.mark.parametrize("group", ["foreign", "missing"])
+def test_a_group_elsewhere_is_refused_before_any_change(lab, box, group):
+    before = state(box)
+    wanted = [box["groups"]["other"], box["groups"][group] if group != "missing" else "sg-0123456789abcdef0"]
+    result, calls = status(lab, instance_id=box["id"], security_groups=wanted, status="contained", reason="x")
+    assert result.get("failed") and "security_groups" in result["msg"] and wanted[1] in result["msg"], result
+    assert not WRITES & set(calls), calls
+    assert state(box) == before
+
+
+def test_a_terminated_instance_is_refused(lab, box):
+    ec2 = box["ec2"]
+    gone = ec2.run_instances(ImageId="ami-1e749f67", MinCount=1, MaxCount=1, InstanceType="t3.micro")["Instances"][0]["InstanceId"]
+    ec2.terminate_instances(InstanceIds=[gone])
+    result, calls = status(lab, instance_id=gone, status="production", security_groups=[box["groups"]["new"]])
+    assert result.get("failed") and "instance_id" in result["msg"] and gone in result["msg"], result
+    assert not WRITES & set(calls), calls
+    missing, calls = status(lab, instance_id="i-0123456789abcdef0", status="production")
+    assert missing.get("failed") and "instance_id i-0123456789abcdef0 not found" in missing["msg"], missing
