@@ -48,7 +48,8 @@ DEFAULT_BEHAVIOUR = {
 class Sim:
     def __init__(self, conf):
         self.conf = conf
-        self.lock = threading.Lock()
+        # re-entrant: a 401/409/412/429 answered while the lock is held counts itself under it
+        self.lock = threading.RLock()
         self.samples = conf["samples_dir"]
         self.users = dict(conf["users"])
         self.api_keys = (conf["access_key"], conf["secret_key"])

@@ -89,14 +89,16 @@ options:
       - With O(state=launched) and O(scan_id), watch the run for up to this many seconds (a status
         request every O(poll_interval)) and return as soon as it ended, or when the time is up, with
         its status and progress. Running out of time is not a failure here.
+      - With O(state=launched) and O(targets), the same watch of the run just launched, before the
+        module returns.
       - V(0) reads the status and progress once.
     type: float
     default: 0
     version_added: 0.2.0
   evaluate:
     description:
-      - With O(state=launched) and O(scan_id) only. When the run has ended (at once or within
-        O(watch_timeout)), export and evaluate it in the same call, exactly as O(state=completed) with
+      - With O(state=launched) only (a launch, or a poll with O(scan_id)). When the run has ended (at
+        once or within O(watch_timeout)), export and evaluate it in the same call, exactly as O(state=completed) with
         O(scan_id) does (O(fail_on), O(accepted_plugins), O(fail_when_blocked), O(report_path)): the
         result then carries the verdict (RV(passed), the findings) and RV(ended=true). A run that
         ended otherwise than C(completed) fails the task, not passed.
@@ -285,7 +287,7 @@ scan_name:
   sample: "cloudefigo.core.nessus_scan: 10.0.0.5"
 ended:
   description:
-    - With O(state=launched), O(scan_id) and O(evaluate=true), whether the run has ended. When V(true),
+    - With O(state=launched) and O(evaluate=true), whether the run has ended. When V(true),
       the result carries the verdict; when V(false), RV(passed) is V(false) and means only "not yet".
   returned: with O(evaluate=true)
   type: bool
@@ -537,6 +539,19 @@ def _report_run(client, result, scan_id, scan_uuid, watch=0, poll=5):
     return run
 
 
+def _evaluate_if_ended(module, client, result, scan_id, run, targets):
+    """With evaluate=true: note whether the run ended and, when it did, give the verdict and exit
+    (fails closed on any end but completed). ``targets``: the scan's, None to read them."""
+    if not module.params["evaluate"]:
+        return
+    result["ended"] = run is not None and run.get("status") in FINAL_STATUSES
+    if result["ended"]:
+        del result["msg"]
+        if targets is None:
+            targets = _scan_targets(module, client, scan_id)
+        finish_evaluation(module, result, _evaluate_run(module, client, result, scan_id, run, targets))
+
+
 def _progress_text(result):
     return "%s, %s%% done" % (result.get("scan_status") or "not listed yet",
                               "?" if result.get("progress") is None else result["progress"])
@@ -578,21 +593,16 @@ def run_module(module, client, result):
                           params["poll_interval"])
         result["msg"] = "scan %s run %s: %s" % (params["scan_id"], result.get("scan_uuid") or "(latest)",
                                                 _progress_text(result))
-        if params["evaluate"]:
-            result["ended"] = run is not None and run.get("status") in FINAL_STATUSES
-            if result["ended"]:
-                # the poll that sees the run end gives the verdict (fails closed on any end but completed)
-                del result["msg"]
-                finish_evaluation(module, result, _evaluate_run(module, client, result, params["scan_id"], run,
-                                                                _scan_targets(module, client, params["scan_id"])))
+        _evaluate_if_ended(module, client, result, params["scan_id"], run, None)
         module.exit_json(**result)
     scan_id, scan_uuid = _create_and_launch(module, client, result)
     if module.check_mode:
         result["msg"] = "check mode: would create and launch a scan of %s; nothing verified" % ", ".join(params["targets"])
         module.exit_json(**result)
     if state == "launched":
-        _report_run(client, result, scan_id, scan_uuid)
+        run = _report_run(client, result, scan_id, scan_uuid, params["watch_timeout"], params["poll_interval"])
         result["msg"] = "scan %s launched (run %s): %s" % (scan_id, scan_uuid, _progress_text(result))
+        _evaluate_if_ended(module, client, result, scan_id, run, params["targets"])
         module.exit_json(**result)
     try:
         run = client.wait_for_run(scan_id, scan_uuid, params["wait_timeout"], params["poll_interval"])
@@ -642,8 +652,8 @@ def main():
         module.fail_json(msg="wait_timeout must be >= 0 and poll_interval > 0", passed=False)
     if params["watch_timeout"] < 0:
         module.fail_json(msg="watch_timeout must be >= 0 (seconds; 0 reads the run's status once)", passed=False)
-    if params["evaluate"] and (params["state"] != "launched" or params["scan_id"] is None):
-        module.fail_json(msg="evaluate=true goes with state=launched and scan_id (a poll of a run that evaluates it"
+    if params["evaluate"] and params["state"] != "launched":
+        module.fail_json(msg="evaluate=true goes with state=launched (a launch or a poll that evaluates the run"
                              " once it ended); state=completed always evaluates", passed=False)
     check_evaluation_options(module)
     client = nessus_client(module)

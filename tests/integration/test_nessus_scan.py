@@ -406,3 +406,23 @@ def test_poll_that_evaluates_the_run_it_sees_end(sim, playbook, tmp_path, outcom
     runs = sim.scans_of(target)
     assert len(runs) == 1 and len(runs[0]["runs"]) == 1
     scan(playbook, tmp_path, {"state": "absent", "scan_id": launched["scan_id"]})
+
+
+def test_launch_that_watches_and_evaluates_a_short_run(sim, playbook, tmp_path):
+    """state=launched with targets, watch_timeout and evaluate=true: a run that ends within the watch
+    is evaluated by the launch itself (one call: launch, progress, verdict)."""
+    target = sim.target(scan_seconds=2, report="pytenable_example.nessus")
+    res = scan(playbook, tmp_path, {"state": "launched", "targets": [target], "watch_timeout": 30,
+                                    "evaluate": True, "fail_on": "critical"})
+    assert res["changed"] is True and res["ended"] is True and res["scan_status"] == "completed", res
+    assert res["passed"] is False and not res.get("failed") and res["blocking_count"] == 7, res
+    runs = sim.scans_of(target)
+    assert len(runs) == 1 and len(runs[0]["runs"]) == 1
+    # a run that outlasts the watch: the launch reports progress, no verdict
+    slow = sim.target(scan_seconds=30)
+    res = scan(playbook, tmp_path, {"state": "launched", "targets": [slow], "watch_timeout": 1, "evaluate": True})
+    assert res["changed"] is True and res["ended"] is False and res["passed"] is False and "counts" not in res, res
+    # Nessus refuses to delete a running scan (409), and the simulator keeps answering after that
+    deleted = scan(playbook, tmp_path, {"state": "absent", "scan_id": res["scan_id"]})
+    assert deleted.get("failed") is True and "409" in deleted["msg"], deleted
+    assert sim.state()["counters"]["responses_409"] >= 1

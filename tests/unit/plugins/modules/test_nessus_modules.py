@@ -203,7 +203,7 @@ def test_scan_watch_timeout_must_not_be_negative(capsys):
     assert out["failed"] is True and "watch_timeout" in out["msg"]
 
 
-@pytest.mark.parametrize("args", [{"targets": ["10.0.0.9"]}, {"scan_id": 42}, {"state": "launched", "targets": ["10.0.0.9"]}])
+@pytest.mark.parametrize("args", [{"targets": ["10.0.0.9"]}, {"scan_id": 42}, {"state": "absent", "scan_id": 42}])
 def test_scan_evaluate_only_on_a_poll(capsys, args):
     out = run(nessus_scan, dict({"url": "https://n.test", "access_key": "test-access-key",
                                  "secret_key": "test-secret-key", "evaluate": True}, **args), capsys)
