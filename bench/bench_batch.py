@@ -31,6 +31,20 @@ retried and left KMS keys without alias behind):
 Per instance of a batch of 10, every module call then costs ~4-5 s of wall time (CPU contention);
 the rest: ec2_instance 3 (launch, profile, promote), instance_role 2, launch_record 2, ec2_tag 2 (root
 and data volume), nessus_scan 2 (+ polls), volume_key, ec2_vol, chef_node_info.
+Then (2026-11-30, a quiet machine: load average below 1 before each run, 60 s scans, one lab):
+instance_role associates the profile itself, one launch record per instance, instance_security_status
+moves the groups and tags the instance and its volumes in one call, the launch of the scan watches its
+first interval and the call that sees the run end evaluates it (nessus_scan evaluate), the Chef check
+runs while the scan does, and a new launch skips the re-run and push-configuration files in one task:
+    before (bbee47e): batch of 1 131.1 s / batch of 10 212.6 s (1.62, loaded machine), 15.2 module calls
+                      + 1-2 polls per instance, 12.2-13.0 CPU s per instance
+    after:  86.7 s / 117.4 s (1.35), 87.3 s / 114.0 s (1.31), 87.1 s / 113.8 s (1.31);
+            10.2 module calls + 1 poll per instance, 8.7-9.1 CPU s per instance
+Where the rest goes (batch of 10, per instance): before the scan ec2_instance, ec2_vol, volume_key,
+launch_record, instance_role (about 4.5 CPU s: ten instances take ~23 s of the two cores before
+their scans start, against ~4.5 s for one); after it instance_security_status and instance_role
+(~6 s for ten). Next: the data volume in the launch's block device mappings (one EC2 call and the
+data_volume role's tasks fewer), one boto3 session per module run for modules with several clients.
 """
 import json
 import os
