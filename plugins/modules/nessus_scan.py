@@ -97,13 +97,13 @@ options:
     version_added: 0.2.0
   evaluate:
     description:
-      - With O(state=launched) only (a launch, or a poll with O(scan_id)). When the run has ended (at
-        once or within O(watch_timeout)), export and evaluate it in the same call, exactly as O(state=completed) with
-        O(scan_id) does (O(fail_on), O(accepted_plugins), O(fail_when_blocked), O(report_path)): the
-        result then carries the verdict (RV(passed), the findings) and RV(ended=true). A run that
+      - With O(state=launched) only (a launch, or a poll with O(scan_id)). When the run has ended
+        (at once or within O(watch_timeout)), export and evaluate it in the same call, exactly as
+        O(state=completed) with O(scan_id) does (O(fail_on), O(accepted_plugins),
+        O(fail_when_blocked), O(report_path)). The result then carries the verdict (RV(passed), the findings) and RV(ended=true). A run that
         ended otherwise than C(completed) fails the task, not passed.
       - While the run goes on, the call returns its status and progress with RV(ended=false) and
-        RV(passed=false), without failing: a loop goes on until RV(ended) (see the examples). Never
+        RV(passed=false), without failing; a loop goes on until RV(ended) (see the examples). Never
         read RV(passed) without RV(ended).
     type: bool
     default: false
