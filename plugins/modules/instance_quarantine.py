@@ -226,6 +226,14 @@ from ansible_collections.cloudefigo.core.plugins.module_utils._aws import (
     s3_bucket_name_problem,
     tag_dict,
 )
+from ansible_collections.cloudefigo.core.plugins.module_utils._isolation import (  # noqa: F401 pylint: disable=unused-import
+    ISOLATION_DESCRIPTION,
+    ForeignGroup,
+    ensure_isolation_group,
+    find_isolation_group,
+    foreign_group_message,
+    owned_isolation_group,
+)
 from ansible_collections.cloudefigo.core.plugins.module_utils._quarantine import (
     REVOCATION_POLICY_NAME,
     RecordError,
@@ -243,17 +251,6 @@ from ansible_collections.cloudefigo.core.plugins.module_utils._quarantine import
 
 STATUS_TAG = "SecurityStatus"
 CASE_TAG = "QuarantineCaseId"
-ISOLATION_PURPOSE = "isolation"
-ISOLATION_DESCRIPTION = "Quarantine: no inbound, no outbound traffic (cloudefigo.core)"
-
-
-def owned_isolation_group(group):
-    """Whether this collection created the security group as an isolation group (its rules may go)."""
-    tags = tag_dict(group.get("Tags"))
-    if tags.get("cloudefigo:purpose") == ISOLATION_PURPOSE:
-        return True
-    # made by 0.1.0: no cloudefigo:purpose tag yet
-    return tags.get("Purpose") == "quarantine" and group.get("Description") == ISOLATION_DESCRIPTION
 
 
 class Quarantine(object):
@@ -347,54 +344,22 @@ class Quarantine(object):
 
     # --- isolation group ---
 
-    def existing_isolation_group(self):
-        """The isolation group of that name in the instance's VPC, or None; refused when not the collection's."""
+    def isolation_group(self, check_only=False):
+        """The isolation group id (created, and emptied of rules, if needed); None in check mode.
+
+        ``check_only``: only refuse a group of that name that is not the collection's."""
         name, vpc_id = self.params["isolation_group_name"], self.instance.get("VpcId")
         if not vpc_id:
             self.module.fail_json(msg="instance %s is not in a VPC; quarantine needs one" % self.params["instance_id"])
         try:
-            groups = self.ec2.describe_security_groups(
-                Filters=[{"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc_id]}],
-                aws_retry=True)["SecurityGroups"]
+            if check_only:
+                return find_isolation_group(self.ec2, name, vpc_id)
+            return ensure_isolation_group(self.ec2, name, vpc_id, self.act)
+        except ForeignGroup as exc:
+            self.module.fail_json(msg=foreign_group_message(name, exc.group["GroupId"], vpc_id, "quarantine")
+                                  .replace("Use an isolation group name", "Set isolation_group_name to a group name"))
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            self.fail(exc, "Could not look up security group %s in %s" % (name, vpc_id))
-        if groups and not owned_isolation_group(groups[0]):
-            self.module.fail_json(
-                msg="security group %s (%s) in %s was not created by cloudefigo.core (tag cloudefigo:purpose=%s "
-                    "missing): quarantine would remove all its rules, refusing. Set isolation_group_name to a "
-                    "group name of its own (it is created), or tag the group cloudefigo:purpose=%s if its "
-                    "rules may be removed." % (name, groups[0]["GroupId"], vpc_id, ISOLATION_PURPOSE,
-                                               ISOLATION_PURPOSE))
-        return groups[0] if groups else None
-
-    def isolation_group(self):
-        """The isolation group id (created, and emptied of rules, if needed); None in check mode."""
-        name, vpc_id = self.params["isolation_group_name"], self.instance.get("VpcId")
-        group = self.existing_isolation_group()
-        if group is None:
-            if not self.act("create isolation group %s in %s" % (name, vpc_id)):
-                return None
-            try:
-                group_id = self.ec2.create_security_group(
-                    GroupName=name, VpcId=vpc_id,
-                    Description=ISOLATION_DESCRIPTION,
-                    TagSpecifications=[{"ResourceType": "security-group",
-                                        "Tags": boto3_tags({"Name": name, "Purpose": "quarantine",
-                                                            "cloudefigo:purpose": ISOLATION_PURPOSE})}],
-                    aws_retry=True)["GroupId"]
-                group = self.ec2.describe_security_groups(GroupIds=[group_id], aws_retry=True)["SecurityGroups"][0]
-            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-                self.fail(exc, "Could not create security group %s in %s" % (name, vpc_id))
-        # a new group allows all egress; someone may have added rules to an old one
-        for kind, call in (("IpPermissions", "revoke_security_group_ingress"),
-                           ("IpPermissionsEgress", "revoke_security_group_egress")):
-            rules = group.get(kind) or []
-            if rules and self.act("revoke %d %s rule(s) of %s" % (len(rules), kind, group["GroupId"])):
-                try:
-                    getattr(self.ec2, call)(GroupId=group["GroupId"], IpPermissions=rules, aws_retry=True)
-                except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-                    self.fail(exc, "Could not empty isolation group %s" % group["GroupId"])
-        return group["GroupId"]
+            self.fail(exc, "Could not make isolation group %s in %s ready" % (name, vpc_id))
 
     # --- the record (in the evidence bucket, written by the controller) ---
 
@@ -538,7 +503,7 @@ class Quarantine(object):
             # checked before the record and the revocation: no half quarantine
             self.module.fail_json(msg="instance %s is not in a VPC; quarantine needs one" % instance_id)
         # a group of that name that is not the collection's stops here, before the record and the revocation
-        self.existing_isolation_group()
+        self.isolation_group(check_only=True)
         protection = self.termination_protection()
         roles = self.instance_roles()
         record = self.read_record()

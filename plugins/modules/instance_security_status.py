@@ -68,6 +68,20 @@ options:
       - When omitted, the groups are left alone.
     type: list
     elements: str
+  isolation_group:
+    description:
+      - Name of an isolation security group (no rule in, no rule out) that replaces the groups of every
+        network interface, instead of O(security_groups). It is looked up by name in the instance's
+        VPC and created there when missing (tagged C(cloudefigo:purpose=isolation)); any rule found on
+        it is revoked.
+      - A group of that name this collection did not create (without the tag
+        C(cloudefigo:purpose=isolation), or 0.1.0's C(Purpose=quarantine) with its description) is
+        refused before anything changes (making it an isolation group would remove all its rules).
+      - Several runs may need it at once (instances of a batch failing together, gate runs); a create
+        that loses the race takes the group the other run made, and nothing waits for a rule to appear.
+      - In check mode a missing group is not created and the groups are reported unchanged.
+    type: str
+    version_added: 0.2.0
   tags:
     description:
       - Extra tags for the instance only (not its volumes). Added or overwritten, other tags kept.
@@ -94,6 +108,13 @@ attributes:
 """
 
 EXAMPLES = r"""
+- name: Contain an instance in the isolation group of its VPC (made when missing)
+  cloudefigo.core.instance_security_status:
+    instance_id: i-0123456789abcdef0
+    status: remediation
+    reason: "scan 42 not passed"
+    isolation_group: cloudefigo-isolation
+
 - name: Promote an instance that passed its scan
   cloudefigo.core.instance_security_status:
     instance_id: i-0123456789abcdef0
@@ -156,6 +177,11 @@ except ImportError:
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import boto3_tags, retrying_client, tag_dict
+from ansible_collections.cloudefigo.core.plugins.module_utils._isolation import (
+    ForeignGroup,
+    ensure_isolation_group,
+    foreign_group_message,
+)
 from ansible_collections.cloudefigo.core.plugins.module_utils._security_status import (
     REASON_TAG,
     STATUS_TAG,
@@ -212,6 +238,19 @@ class SecurityStatus(object):
             self.module.fail_json(msg="security_groups cannot be put on %s: %s. Nothing was changed; give groups of"
                                       " the instance's VPC" % (self.instance_id, "; ".join(problems)))
 
+    def isolation_group(self, name, vpc_id):
+        """[the isolation group's id], found or made ready; None in check mode when it does not exist yet."""
+        if not vpc_id:
+            self.module.fail_json(msg="instance_id %s is not in a VPC: isolation_group needs one" % self.instance_id)
+        try:
+            group_id = ensure_isolation_group(self.ec2, name, vpc_id, lambda text: not self.module.check_mode)
+        except ForeignGroup as exc:
+            self.module.fail_json(msg="isolation_group: " + foreign_group_message(
+                name, exc.group["GroupId"], vpc_id, "isolating %s there" % self.instance_id))
+        except (BotoCoreError, ClientError) as exc:
+            self.module.fail_json_aws(exc, msg="Could not make isolation_group %s ready in %s" % (name, vpc_id))
+        return [group_id] if group_id else None
+
     def volume_tags(self, volumes):
         if not volumes:
             return {}
@@ -256,10 +295,13 @@ class SecurityStatus(object):
 
         # --- read and decide: every check before any change ---
         wanted_groups = unique(params["security_groups"]) if params["security_groups"] is not None else None
+        if params["isolation_group"]:
+            wanted_groups = self.isolation_group(params["isolation_group"], instance.get("VpcId"))
         interfaces_before = interface_groups(instance)
         instance_groups_before = sorted(group["GroupId"] for group in instance.get("SecurityGroups") or [])
-        if wanted_groups is not None:
+        if wanted_groups is not None and not params["isolation_group"]:
             self.check_groups(wanted_groups, instance.get("VpcId"))
+        if wanted_groups is not None:
             change_interfaces = interfaces_to_change(interfaces_before, wanted_groups)
             change_instance = set(instance_groups_before) != set(wanted_groups)
             interfaces_after = dict((eni, sorted(wanted_groups)) for eni in interfaces_before)
@@ -316,10 +358,12 @@ def main():
             status=dict(type="str", required=True),
             reason=dict(type="str"),
             security_groups=dict(type="list", elements="str"),
+            isolation_group=dict(type="str"),
             tags=dict(type="dict", default={}),
             volumes=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
+        mutually_exclusive=[("security_groups", "isolation_group")],
     )
     problem = option_problem(module.params)
     if problem:

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from _lab import AWS, moto_reset, run_module
+from _lab import AWS, moto_reset, run_aws_module, run_module
 
 WRITES = {"CreateTags", "DeleteTags", "ModifyNetworkInterfaceAttribute", "ModifyInstanceAttribute"}
 
@@ -154,3 +154,52 @@ def test_a_terminated_instance_is_refused(lab, box):
     assert not WRITES & set(calls), calls
     missing, calls = status(lab, instance_id="i-0123456789abcdef0", status="production")
     assert missing.get("failed") and "instance_id i-0123456789abcdef0 not found" in missing["msg"], missing
+
+
+def test_isolation_group_made_once_by_runs_at_once(lab, box):
+    """Four runs at the same moment, each isolating its own instance in a group that does not exist
+    yet: every run ends (none waits on a rule another run revoked), there is one group, with no rule
+    in or out, and every instance is in it (the old secure launch hung here: amazon.aws's
+    ec2_security_group waits without a timeout for the default egress rule of a group it created)."""
+    from concurrent.futures import ThreadPoolExecutor
+    ec2 = box["ec2"]
+    subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [box["vpc"]]}])["Subnets"][0]["SubnetId"]
+    ids = [i["InstanceId"] for i in ec2.run_instances(ImageId="ami-1e749f67", MinCount=4, MaxCount=4, InstanceType="t3.micro",
+                                                      SubnetId=subnet, SecurityGroupIds=[box["groups"]["old"]])["Instances"]]
+
+    def isolate(instance_id):
+        return run_aws_module(lab, "instance_security_status", instance_id=instance_id, status="remediation",
+                              reason="contained", isolation_group="it-isolation-race")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(isolate, ids))
+    assert all(not r.get("failed") and r["changed"] is True for r in results), results
+    groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["it-isolation-race"]}])["SecurityGroups"]
+    assert len(groups) == 1, groups
+    group = groups[0]
+    assert group["IpPermissions"] == [] and group["IpPermissionsEgress"] == [], group
+    assert {t["Key"]: t["Value"] for t in group["Tags"]}["cloudefigo:purpose"] == "isolation"
+    for instance_id in ids:
+        assert [g["GroupId"] for g in describe(ec2, instance_id)["SecurityGroups"]] == [group["GroupId"]]
+    # a rule added later is revoked by the next isolation; the second run of the same changes nothing
+    ec2.authorize_security_group_egress(GroupId=group["GroupId"], IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    isolate(ids[0])
+    assert ec2.describe_security_groups(GroupIds=[group["GroupId"]])["SecurityGroups"][0]["IpPermissionsEgress"] == []
+    again = isolate(ids[0])
+    assert again["changed"] is False and not again.get("failed"), again
+    ec2.terminate_instances(InstanceIds=ids)
+
+
+def test_isolation_group_of_someone_else_is_refused(lab, box):
+    """A group of the isolation group's name that the collection did not make keeps its rules and
+    the instance keeps its groups and tags."""
+    before = state(box)
+    result, actions = status(lab, instance_id=box["id"], status="remediation", isolation_group="other")
+    assert result.get("failed") is True and "isolation_group" in result["msg"], result
+    assert "was not created by cloudefigo.core" in result["msg"] and box["groups"]["other"] in result["msg"]
+    assert not WRITES & set(actions) and "RevokeSecurityGroupEgress" not in actions, actions
+    assert state(box) == before
+    both, _actions = status(lab, instance_id=box["id"], status="remediation", isolation_group="x",
+                            security_groups=[box["groups"]["new"]])
+    assert both.get("failed") is True and "mutually exclusive" in both["msg"], both
