@@ -44,15 +44,26 @@ def option_problem(params):
         bad = [group for group in groups if not _GROUP_ID.match(group or "")]
         if bad:
             return "security_groups takes group ids (sg- and 8 or 17 hexadecimal digits), not %s" % ", ".join(map(repr, bad))
-    for key, value in sorted((params.get("tags") or {}).items()):
+    for option in ("tags", "volume_tags"):
+        problem = tags_problem(option, params.get(option))
+        if problem:
+            return problem
+    if params.get("volume_tags") and params.get("volumes") is False:
+        return "volume_tags needs volumes=true: the extra tags go on the attached volumes, which volumes=false leaves alone"
+    return None
+
+
+def tags_problem(option, tags):
+    """Why a dict of extra tags cannot be written (a message naming the option), or None."""
+    for key, value in sorted((tags or {}).items()):
         if key in (STATUS_TAG, REASON_TAG):
-            return "tags must not set %s: use the status and reason options" % key
+            return "%s must not set %s: use the status and reason options" % (option, key)
         if not key or len(key) > MAX_KEY:
-            return "tags key %r must be 1 to %d characters long" % (key, MAX_KEY)
+            return "%s key %r must be 1 to %d characters long" % (option, key, MAX_KEY)
         if key.lower().startswith("aws:"):
-            return "tags key %r: the aws: prefix is reserved by AWS" % key
+            return "%s key %r: the aws: prefix is reserved by AWS" % (option, key)
         if value is None or len(str(value)) > MAX_VALUE:
-            return "tags value of %r must be a string of at most %d characters" % (key, MAX_VALUE)
+            return "%s value of %r must be a string of at most %d characters" % (option, key, MAX_VALUE)
     return None
 
 
@@ -110,14 +121,16 @@ def volume_ids(instance):
                    if (mapping.get("Ebs") or {}).get("VolumeId")])
 
 
-def wanted_tags(status, reason, extra):
-    """(tags of the instance, tags of its volumes)."""
+def wanted_tags(status, reason, extra, volume_extra=None):
+    """(tags of the instance, tags of its volumes): the extra tags of each, and the status tags."""
     status_tags = {STATUS_TAG: status}
     if reason is not None:
         status_tags[REASON_TAG] = reason
     instance_tags = dict((key, str(value)) for key, value in (extra or {}).items())
     instance_tags.update(status_tags)
-    return instance_tags, dict(status_tags)
+    volume_tags = dict((key, str(value)) for key, value in (volume_extra or {}).items())
+    volume_tags.update(status_tags)
+    return instance_tags, volume_tags
 
 
 def tag_writes(current, wanted):

@@ -19,7 +19,7 @@ description:
     C(shutting-down) or C(terminated); every group of O(security_groups) must exist and be in the
     instance's VPC. Then C(ModifyNetworkInterfaceAttribute) for each interface whose groups differ,
     then C(CreateTags) over every resource whose tags differ (one call per distinct set of tags,
-    so one when no extra O(tags) are given). Nothing is written when everything already matches.
+    so one when neither O(tags) nor O(volume_tags) are given). Nothing is written when everything already matches.
   - Runs on the controller. The principal running it needs C(ec2:DescribeInstances),
     C(ec2:DescribeSecurityGroups), C(ec2:DescribeVolumes), C(ec2:CreateTags),
     C(ec2:ModifyNetworkInterfaceAttribute) and C(ec2:ModifyInstanceAttribute)
@@ -88,9 +88,20 @@ options:
       - C(SecurityStatus) and C(SecurityReason) are set by O(status) and O(reason), not here.
     type: dict
     default: {}
+  volume_tags:
+    description:
+      - Extra tags for every EBS volume attached to the instance (not the instance). Added or
+        overwritten, other tags kept. Needs O(volumes=true).
+      - The secure launch marks the data volume it launched with the instance this way
+        (C(cloudefigo:instance-id)), in the call that also tells the instance its data volume.
+      - C(SecurityStatus) and C(SecurityReason) are set by O(status) and O(reason), not here.
+    type: dict
+    default: {}
+    version_added: 0.2.0
   volumes:
     description:
-      - Also put the C(SecurityStatus) (and C(SecurityReason)) tags on every EBS volume attached to the instance.
+      - Also put the C(SecurityStatus) (and C(SecurityReason)) tags, and O(volume_tags), on every EBS
+        volume attached to the instance.
     type: bool
     default: true
 extends_documentation_fragment:
@@ -128,6 +139,15 @@ EXAMPLES = r"""
     status: remediation
     reason: "scan 42 found 3 critical findings"
     security_groups: [sg-0fedcba9876543210]
+
+- name: Mark the volumes launched with an instance as its own, and tell the instance its data volume
+  cloudefigo.core.instance_security_status:
+    instance_id: i-0123456789abcdef0
+    status: remediation
+    tags:
+      cloudefigo:data-volume: vol-0123456789abcdef0
+    volume_tags:
+      cloudefigo:instance-id: i-0123456789abcdef0
 
 - name: Label an instance taken in by the Auto Scaling gate (extra tags on the instance only)
   cloudefigo.core.instance_security_status:
@@ -312,7 +332,7 @@ class SecurityStatus(object):
 
         volumes = volume_ids(instance)
         instance_tags = tag_dict(instance.get("Tags"))
-        want_instance, want_volume = wanted_tags(params["status"], params["reason"], params["tags"])
+        want_instance, want_volume = wanted_tags(params["status"], params["reason"], params["tags"], params["volume_tags"])
         current = {self.instance_id: instance_tags}
         wanted = {self.instance_id: want_instance}
         if params["volumes"]:
@@ -360,6 +380,7 @@ def main():
             security_groups=dict(type="list", elements="str"),
             isolation_group=dict(type="str"),
             tags=dict(type="dict", default={}),
+            volume_tags=dict(type="dict", default={}),
             volumes=dict(type="bool", default=True),
         ),
         supports_check_mode=True,

@@ -89,7 +89,7 @@ def test_failed_launch_is_isolated_and_cut_off_chef(lab, aws, failed_launch):
     instance = _instance(aws, name)
     tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
     assert tags["SecurityStatus"] == "remediation", tags
-    assert tags["SecurityReason"].startswith("Promote only when the scan passed"), tags
+    assert tags["SecurityReason"].startswith("Scan the instance with Nessus - promote only when the run ended and passed"), tags
 
     # network: the isolation group only, without any rule, in the instance's VPC
     groups = ec2.describe_security_groups(GroupIds=[g["GroupId"] for g in instance["SecurityGroups"]])["SecurityGroups"]

@@ -136,7 +136,7 @@ def test_nessus_scan_timeout(lab, aws, launch):
 def test_critical_finding(lab, aws, launch):
     nessus_switch(lab, launch.name, {"report": "dojo_nessus_with_cvssv3.nessus"})
     result, summary = launch(secure_launch_nessus_fail_on="critical")
-    _assert_contained(aws, launch.name, result, summary, "Promote only when the scan passed")
+    _assert_contained(aws, launch.name, result, summary, "Scan the instance with Nessus - promote only when the run ended and passed")
     assert "not passed" in summary["instances"][0]["scan_verdict"]
 
 
@@ -164,10 +164,12 @@ def test_s3_put_denied(lab, aws, launch):
     _assert_contained(aws, launch.name, result, summary, "Create the volume key")
 
 
-def test_volume_attach_error(lab, aws, launch):
-    env = _enforce_with_deny(lab, aws, "ec2:AttachVolume")
+def test_data_volume_cannot_be_read(lab, aws, launch):
+    # the launch cannot mark its data volume (ec2:DescribeVolumes denied): contained all the same, the
+    # isolation without the volumes' tags (the role is shrunk whatever the isolation call did)
+    env = _enforce_with_deny(lab, aws, "ec2:DescribeVolumes")
     result, summary = launch(env=env)
-    _assert_contained(aws, launch.name, result, summary, "Create and attach the encrypted volume")
+    _assert_contained(aws, launch.name, result, summary, "Mark the data volume")
 
 
 def test_host_unreachable(aws, launch):

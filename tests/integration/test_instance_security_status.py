@@ -135,6 +135,29 @@ def test_status_alone_is_one_tag_call(lab, box):
     assert all(have["SecurityStatus"] == "remediation" and have["SecurityReason"] == "rescan" for have in tags.values())
 
 
+def test_volume_tags_mark_the_volumes_and_tags_tell_the_instance(lab, box):
+    """The secure launch's mark after RunInstances: its volumes named as the instance's, the instance
+    told its data volume, in one call; a second run writes nothing."""
+    mark = dict(instance_id=box["id"], status="remediation", tags={"cloudefigo:data-volume": box["data"]},
+                volume_tags={"cloudefigo:instance-id": box["id"]})
+    result, calls = status(lab, **mark)
+    assert result["changed"] and not result.get("failed"), result
+    groups, interfaces, tags = state(box)
+    assert tags[box["id"]]["cloudefigo:data-volume"] == box["data"]
+    assert "cloudefigo:instance-id" not in tags[box["id"]]
+    volumes = [resource for resource in tags if resource != box["id"]]
+    assert volumes and box["data"] in volumes
+    for volume in volumes:
+        assert tags[volume]["cloudefigo:instance-id"] == box["id"] and tags[volume]["SecurityStatus"] == "remediation"
+        assert "cloudefigo:data-volume" not in tags[volume]
+    # the groups untouched (no security_groups given)
+    assert groups == [box["groups"]["new"]]
+    # one CreateTags for the instance, one for the volumes
+    assert [c for c in calls if c in WRITES] == ["CreateTags", "CreateTags"], calls
+    again, calls = status(lab, **mark)
+    assert not again["changed"] and not WRITES & set(calls), (again, calls)
+
+
 @pytest.mark.parametrize("group", ["foreign", "missing"])
 def test_a_group_elsewhere_is_refused_before_any_change(lab, box, group):
     before = state(box)

@@ -253,6 +253,8 @@ def _assert_in_production(lab, batch, result, summary):
         volume = ec2.describe_volumes(VolumeIds=data)["Volumes"][0]
         assert volume["Attachments"][0]["InstanceId"] == instance["InstanceId"]
         assert _tags(volume)["cloudefigo:launch-id"] == batch.launch_id
+        assert _tags(volume)["cloudefigo:instance-id"] == instance["InstanceId"]
+        assert volume["Encrypted"] and volume["Size"] == 10, volume  # secure_launch_data_volume_size
         # every attached volume, the root one included, says what the instance says
         attached = [m["Ebs"]["VolumeId"] for m in instance["BlockDeviceMappings"]]
         for item in ec2.describe_volumes(VolumeIds=attached)["Volumes"]:
@@ -772,12 +774,18 @@ def test_instance_gets_credentials_only_once_its_role_is_bound(lab, aws, tmp_pat
     launch = steps[launched][1]
     assert launch["invocation"]["module_args"]["iam_instance_profile"] is None, launch["invocation"]
     assert "iam_instance_profile" not in launch["instances"][0], launch["instances"][0]
-    # before the association: the data volume, the key, ONE launch record naming both, then the role
+    # the data volume is made by the launch itself (block device mapping, encrypted, kept on termination)
+    data = [m for m in launch["instances"][0]["block_device_mappings"] if m["device_name"] == "/dev/sdf"]
+    assert len(data) == 1 and data[0]["ebs"]["delete_on_termination"] is False, launch["instances"][0]
+    volume_id = data[0]["ebs"]["volume_id"]
+    volume = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
+    assert volume["Encrypted"] and volume["Attachments"][0]["InstanceId"] == instance["InstanceId"], volume
+    # before the association: the volume marked as the instance's, the key, ONE launch record naming both, then the role
     between = [step.split(" : ", 1)[-1] for step in names[launched:associated]]  # (role tasks: "<role> : <name>")
-    assert between.index("Create and attach the encrypted volume") < between.index("Create the volume key of the instance") \
+    assert between.index("Mark the data volume as the instance's") < between.index("Create the volume key of the instance") \
         < between.index("Record what this launch makes"), between
     assert [step.split(" : ", 1)[-1] for step in names].count("Record what this launch makes") == 1, names
-    volume_id = [outcome for step, outcome in steps if step.endswith("Create and attach the encrypted volume")][0]["volume_id"]
+    assert {t["Key"]: t["Value"] for t in volume["Tags"]}["cloudefigo:instance-id"] == instance["InstanceId"], volume
     record = {t["Key"]: t["Value"] for t in s3.get_object_tagging(
         Bucket=KEY_BUCKET, Key="cloudefigo-records/us-east-1/%s" % instance["InstanceId"])["TagSet"]}
     assert record["cloudefigo:volumes"] == volume_id and record["cloudefigo:key-object"] == "volumes/%s.key" % name, record

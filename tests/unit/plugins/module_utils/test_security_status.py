@@ -45,6 +45,11 @@ def test_volumes_and_wanted_tags():
     assert instance == {"team": "7", "SecurityStatus": "production"} and volume == {"SecurityStatus": "production"}
     instance, volume = status.wanted_tags("remediation", "scan failed", {})
     assert instance == volume == {"SecurityStatus": "remediation", "SecurityReason": "scan failed"}
+    # extra volume tags on the volumes only, the status on both
+    instance, volume = status.wanted_tags("remediation", None, {"cloudefigo:data-volume": "vol-data"},
+                                          {"cloudefigo:instance-id": "i-1"})
+    assert instance == {"cloudefigo:data-volume": "vol-data", "SecurityStatus": "remediation"}
+    assert volume == {"cloudefigo:instance-id": "i-1", "SecurityStatus": "remediation"}
 
 
 def test_tag_writes_group_resources_and_skip_what_matches():
@@ -66,3 +71,6 @@ def test_option_problems():
     assert status.option_problem(dict(good, instance_id="i-01234567")) is None
     assert status.option_problem(dict(good, security_groups=["sg-01234567"])) is None
     assert status.option_problem(dict(good, tags={"SecurityStatus": "x"})).startswith("tags")
+    assert status.option_problem(dict(good, volume_tags={"SecurityReason": "x"})).startswith("volume_tags")
+    assert status.option_problem(dict(good, volume_tags={"k": "v"}, volumes=False)).startswith("volume_tags")
+    assert status.option_problem(dict(good, volume_tags={"k": "v"}, volumes=True)) is None

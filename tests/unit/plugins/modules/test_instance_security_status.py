@@ -19,6 +19,10 @@ GOOD = {"instance_id": "i-0123456789abcdef0", "status": "production"}
     ({"tags": {"aws:cloudformation:stack-name": "x"}}, "tags"),
     ({"tags": {"k" * 129: "x"}}, "tags"),
     ({"tags": {"long": "v" * 257}}, "tags"),
+    ({"volume_tags": {"SecurityStatus": "production"}}, "volume_tags"),
+    ({"volume_tags": {"aws:x": "y"}}, "volume_tags"),
+    ({"volume_tags": {"long": "v" * 257}}, "volume_tags"),
+    ({"volume_tags": {"cloudefigo:instance-id": "i-0123456789abcdef0"}, "volumes": False}, "volume_tags"),
 ])
 def test_bad_options_fail_naming_the_option(run_aws_main, args, option):
     result = run_aws_main(instance_security_status.main, **dict(GOOD, **args))
