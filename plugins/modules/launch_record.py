@@ -232,5 +232,6 @@ def main():
         result["diff"] = {"before": current or {}, "after": after}
     module.exit_json(**result)
 
+
 if __name__ == "__main__":
     main()
