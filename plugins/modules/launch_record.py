@@ -153,61 +153,20 @@ errors:
   sample: [{"Key": "cloudefigo-records/us-east-1/i-0123456789abcdef0", "Code": "AccessDenied", "Message": "Access Denied"}]
 """
 
-from urllib.parse import quote
-
 try:
     from botocore.exceptions import BotoCoreError, ClientError
     AWS_ERRORS = (BotoCoreError, ClientError)
 except ImportError:
     AWS_ERRORS = ()  # AnsibleAWSModule reports the missing library
 
-from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
+from ansible_collections.cloudefigo.core.plugins.module_utils import _launch_record as records
 from ansible_collections.cloudefigo.core.plugins.module_utils import _reconcile as reconcile
-from ansible_collections.cloudefigo.core.plugins.module_utils._aws import boto3_tags
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import retrying_client
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import s3_bucket_name_problem
-from ansible_collections.cloudefigo.core.plugins.module_utils._aws import tag_dict
 from ansible_collections.cloudefigo.core.plugins.module_utils._key_custody import instance_id_problem
 from ansible_collections.cloudefigo.core.plugins.module_utils._key_custody import launch_id_problem
-
-
-def read_record(module, s3, bucket, key, owner):
-    """The record's fields, or None when there is no record; fails on any other error."""
-    try:
-        answer = s3.get_object_tagging(Bucket=bucket, Key=key, ExpectedBucketOwner=owner, aws_retry=True)
-    except is_boto3_error_code(["NoSuchKey", "404", "NotFound", "NoSuchBucket"]):
-        # (no bucket: no record; writing one then fails with NoSuchBucket, naming the bucket)
-        return None
-    except AWS_ERRORS as e:  # pylint: disable=duplicate-except
-        module.fail_json_aws(e, msg="Could not read the launch record s3://%s/%s (a failed lookup is never taken for 'no record')"
-                             % (bucket, key))
-    try:
-        return reconcile.record_from_tags(tag_dict(answer.get("TagSet")), key)
-    except reconcile.RecordError as e:
-        module.fail_json(msg="s3://%s/%s is not a launch record this module wrote: %s; refusing to touch it" % (bucket, key, e))
-
-
-def delete_all_versions(module, s3, bucket, key, owner):
-    found = []
-    try:
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key, ExpectedBucketOwner=owner):
-            found += [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                      for v in (page.get("Versions") or []) + (page.get("DeleteMarkers") or []) if v.get("Key") == key]
-    except is_boto3_error_code("NoSuchBucket"):
-        return 0
-    except AWS_ERRORS as e:  # pylint: disable=duplicate-except
-        module.fail_json_aws(e, msg="Could not list the versions of s3://%s/%s" % (bucket, key))
-    if found and not module.check_mode:
-        try:
-            answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": found, "Quiet": True}, ExpectedBucketOwner=owner, aws_retry=True)
-        except AWS_ERRORS as e:
-            module.fail_json_aws(e, msg="Could not delete s3://%s/%s" % (bucket, key))
-        if answer.get("Errors"):
-            module.fail_json(msg="Could not delete %d version(s) of s3://%s/%s: %s"
-                             % (len(answer["Errors"]), bucket, key, answer["Errors"][0].get("Message")), errors=answer["Errors"])
-    return len(found)
 
 
 def main():
@@ -249,46 +208,28 @@ def main():
     s3 = retrying_client(module, "s3")
     bucket = params["bucket"]
     key = reconcile.record_key(params["prefix"], instance_region, params["instance_id"])
-    current = read_record(module, s3, bucket, key, owner)
     result = {"changed": False, "object": key}
 
     if params["state"] == "absent":
+        current = records.read_record(module, s3, bucket, key, owner)
         if current is not None and (current["instance_id"] != params["instance_id"]
                                     or (params["launch_id"] and current["launch_id"] != params["launch_id"])):
             module.fail_json(msg="the launch record s3://%s/%s names launch %s, not %s: refusing to delete it"
                              % (bucket, key, current["launch_id"], params["launch_id"]))
-        deleted = delete_all_versions(module, s3, bucket, key, owner)
+        deleted = records.delete_all_versions(module, s3, bucket, key, owner)
         result.update(changed=deleted > 0, record=None, deleted_versions=deleted)
         if module._diff:
             result["diff"] = {"before": current or {}, "after": {}}
         module.exit_json(**result)
 
-    wanted = {
-        "instance_id": params["instance_id"], "launch_id": params["launch_id"], "region": instance_region,
-        "account": identity["Account"], "role_name": params["role_name"],
-        "instance_profile_name": params["instance_profile_name"] or params["role_name"],
-        "key_object": params["key_object"], "volume_ids": params["volume_ids"], "chef_node": params["chef_node"],
-    }
-    try:
-        after = reconcile.merge_record(current, wanted)
-        tags = reconcile.record_tags(after)
-    except reconcile.RecordError as e:
-        module.fail_json(msg=str(e))
-    result["record"] = after
+    wanted = records.wanted_record(
+        params["instance_id"], params["launch_id"], instance_region, identity["Account"], role_name=params["role_name"],
+        instance_profile_name=params["instance_profile_name"], key_object=params["key_object"], volume_ids=params["volume_ids"],
+        chef_node=params["chef_node"])
+    changed, current, after = records.ensure_record(module, s3, bucket, key, owner, wanted, module.check_mode)
+    result.update(changed=changed, record=after)
     if module._diff:
         result["diff"] = {"before": current or {}, "after": after}
-    if current is not None and reconcile.record_tags(current) == tags:
-        module.exit_json(**result)
-    result["changed"] = True
-    if not module.check_mode:
-        try:
-            if current is None:
-                s3.put_object(Bucket=bucket, Key=key, Body=b"", ContentType="application/octet-stream", ExpectedBucketOwner=owner,
-                              Tagging="&".join("%s=%s" % (quote(k, safe=""), quote(v, safe="")) for k, v in sorted(tags.items())), aws_retry=True)
-            else:
-                s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": boto3_tags(tags)}, ExpectedBucketOwner=owner, aws_retry=True)
-        except AWS_ERRORS as e:
-            module.fail_json_aws(e, msg="Could not write the launch record s3://%s/%s" % (bucket, key))
     module.exit_json(**result)
 
 

@@ -41,6 +41,10 @@ description:
     object is read or written. A batch of launches runs it once before creating the keys of its
     instances (passing RV(kms_key_arn) on as their O(kms_key_id)), so concurrent first runs never
     race to create the bucket's KMS key.
+  - With O(launch_record) (O(state=present) only), the same run also writes the launch record of the
+    instance (what M(cloudefigo.core.launch_record) writes) in O(bucket), naming the key it just made,
+    right after the key. The record is planned (read, merged, checked) before anything is written, so a
+    refusal of either the key or the record leaves both as they were.
   - With O(state=absent), deletes every version and every delete marker of exactly O(object)
     (crypto-shred), after checking that every version is marked for O(instance_id) (and
     O(launch_id) when given); objects whose keys merely start with O(object) are not touched. Any
@@ -139,6 +143,45 @@ options:
         O(tags) is omitted.
     type: bool
     default: true
+  launch_record:
+    version_added: 0.2.0
+    description:
+      - Also write the launch record of O(instance_id), as M(cloudefigo.core.launch_record) with
+        O(cloudefigo.core.launch_record#module:state=present) would, in the same run (one module call
+        per instance instead of two). Omitted (the default), no record is read or written.
+      - The record's bucket, instance, launch and key object are this module's O(bucket), O(instance_id),
+        O(launch_id) and O(object); they cannot be set here, so the record can never name another key
+        than the one this call made (or found, marked for this instance and launch).
+      - The record is written only after the key is made or found to be this instance's and launch's; when
+        the key is refused (it belongs to another instance or launch), no record is written. A record of
+        the same instance naming another launch is never overwritten (the module fails before writing
+        anything); the recorded data volumes only ever grow.
+      - Only with O(state=present); refused with O(state=absent) and O(state=bucket) (the record is
+        removed by M(cloudefigo.core.launch_record) with O(cloudefigo.core.launch_record#module:state=absent)).
+      - The record's account is the caller's, its owner check O(expected_bucket_owner).
+    type: dict
+    suboptions:
+      prefix:
+        description: Key prefix of the records in O(bucket); the record is C(<prefix><instance_region>/<instance_id>).
+        type: str
+        default: cloudefigo-records/
+      role_name:
+        description: Name of the instance role the launch makes.
+        type: str
+      instance_profile_name:
+        description: Name of the instance profile; default O(launch_record.role_name).
+        type: str
+      volume_ids:
+        description: Data volumes of the instance (added to those already recorded).
+        type: list
+        elements: str
+        default: []
+      chef_node:
+        description: Name of the Chef node and of its API client.
+        type: str
+      instance_region:
+        description: Region of the instance; default the module's O(region).
+        type: str
   omit_conditioned_denies:
     version_added: 0.2.0
     description:
@@ -157,10 +200,14 @@ options:
     type: bool
 attributes:
   check_mode:
-    description: In check mode nothing is changed; no key is generated; no KMS key is created (with O(state=bucket) too).
+    description:
+      - In check mode nothing is changed; no key is generated; no KMS key is created (with O(state=bucket) too);
+        no launch record is written (RV(launch_record) says what would be).
     support: full
   diff_mode:
-    description: Shows the bucket settings, the bucket policy and the key's version and tags (never its bytes) before and after.
+    description:
+      - Shows the bucket settings, the bucket policy and the key's version and tags (never its bytes) before and after.
+      - With O(launch_record), the record's fields too (the C(launch_record) part of the diff).
     support: full
 notes:
   - A key object whose current version is a delete marker does not exist; O(state=present) then
@@ -187,6 +234,18 @@ EXAMPLES = r"""
       - arn:aws:iam::123456789012:role/cloudefigo-controller
       - arn:aws:iam::123456789012:role/break-glass
   register: web_key
+
+- name: Make web-01's volume key and record the launch in the same call
+  cloudefigo.core.volume_key:
+    bucket: cloudefigo-keys
+    object: volumes/web-01.key
+    instance_id: i-0123456789abcdef0
+    launch_id: "{{ launch_id }}"
+    launch_record:
+      role_name: cloudefigo-web-01
+      volume_ids: [vol-0123456789abcdef0]
+      chef_node: web-01
+  register: web_key_and_record
 
 - name: Adopt a key made by cloudefigo.core 0.1.0 (no ownership marks)
   cloudefigo.core.volume_key:
@@ -307,6 +366,24 @@ kms_key_alias:
   type: str
   sample: alias/cloudefigo/volume-keys/cloudefigo-keys
   version_added: 0.2.0
+launch_record:
+  description:
+    - The launch record after the task (what would be written, in check mode), as
+      M(cloudefigo.core.launch_record) returns it in its RV(cloudefigo.core.launch_record#module:record).
+  returned: when O(launch_record) is given
+  type: dict
+  version_added: 0.2.0
+  sample:
+    instance_id: i-0123456789abcdef0
+    launch_id: 20240501-web-01
+    region: us-east-1
+    account: "123456789012"
+    role_name: cloudefigo-web-01
+    instance_profile_name: cloudefigo-web-01
+    key_object: volumes/web-01.key
+    volume_ids: [vol-0123456789abcdef0]
+    chef_node: web-01
+    gone_since: null
 errors:
   description: The C(Errors) of S3's C(DeleteObjects) answer when versions of the key could not be deleted (the module fails).
   returned: on failure to delete the key's versions
@@ -331,6 +408,8 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_policies
 
 from ansible_collections.cloudefigo.core.plugins.module_utils import _key_custody as custody
+from ansible_collections.cloudefigo.core.plugins.module_utils import _launch_record as records
+from ansible_collections.cloudefigo.core.plugins.module_utils import _reconcile as reconcile
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import boto3_tags
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import partition_for_region
 from ansible_collections.cloudefigo.core.plugins.module_utils._aws import retrying_client
@@ -359,6 +438,7 @@ def validate(params):
         raise ValidationError("bucket %r is not a valid S3 bucket name: %s" % (params["bucket"], problem))
     if params["state"] not in ("present", "absent", "bucket"):  # AnsibleModule's choices check runs first
         raise ValidationError("state must be present, absent or bucket, got %r" % params["state"])
+    validate_launch_record(params)
     if params["state"] == "bucket":
         given = [name for name in ("object", "instance_id", "launch_id", "adopt_instance_id", "tags") if params.get(name) is not None]
         if given:
@@ -390,6 +470,18 @@ def validate(params):
         raise ValidationError("adopt_instance_id (%s) must equal instance_id (%s): a key is only adopted by the instance it belongs to"
                               % (adopt, params.get("instance_id")))
     return validate_bucket(params)
+
+
+def validate_launch_record(params):
+    """The option launch_record: only where a key of this instance and launch is made."""
+    if params.get("launch_record") is None:
+        return
+    if params["state"] != "present":
+        raise ValidationError("launch_record: only with state=present (the record names the key this call makes); leave it out with "
+                              "state=%s, and remove a record with cloudefigo.core.launch_record state=absent" % params["state"])
+    for name in ("instance_id", "launch_id", "object"):
+        if not params.get(name):
+            raise ValidationError("launch_record needs %s: the record names this call's instance, launch and key object" % name)
 
 
 def validate_bucket(params):
@@ -737,6 +829,8 @@ class VolumeKey:
             decision = self.decide(self.version_tags(newest["VersionId"]), self.params["launch_id"],
                                    "the older versions of %s (no current version)" % self.where)
         before = {"bucket": bucket_before, "key": _key_view(current, tags)}
+        # the launch record too is decided (reads only) before anything is written
+        record = self.plan_launch_record() if self.params.get("launch_record") is not None else None
 
         kms = self.ensure_kms_key(controllers)
         bucket_after, bucket_changes = self.ensure_bucket(bucket_before, kms)
@@ -773,7 +867,7 @@ class VolumeKey:
                 self.write("tag the key object", "put_object_tagging", Bucket=self.bucket, Key=self.key,
                            VersionId=current["VersionId"], Tagging={"TagSet": boto3_tags(result_tags)})
         after = {"bucket": bucket_after, "key": _key_view(current, result_tags) if current else {"exists": True, "version_id": None, "tags": result_tags}}
-        return {
+        result = {
             "created": created,
             "adopted": decision == "adopt",
             "version_id": current.get("VersionId") if current else None,
@@ -784,7 +878,38 @@ class VolumeKey:
             "kms_key_arn": kms["arn"],
             "expected_bucket_owner": self.owner,
             "controller_principals": controllers,
-        }, before, after
+        }
+        if record is not None:
+            # only now: the key is this instance's and launch's (made, or found marked so)
+            record_key, record_before, record_after = record
+            if records.write_record(self.module, self.s3, self.bucket, record_key, self.owner, record_before, record_after,
+                                    self.module.check_mode):
+                self.changed = True
+            before["launch_record"] = record_before or {}
+            after["launch_record"] = record_after
+            result["launch_record"] = record_after
+        return result, before, after
+
+    def plan_launch_record(self):
+        """(object key, current record or None, record to write) of the option launch_record; fails on a refusal."""
+        options = self.params["launch_record"]
+        region = options.get("instance_region") or self.module.region
+        if not region:
+            self.module.fail_json(msg="launch_record.instance_region: no region (set region or launch_record.instance_region); "
+                                      "the record says in which region its instance lives")
+        key = reconcile.record_key(options.get("prefix"), region, self.params["instance_id"])
+        problem = s3_key_problem(key)
+        if problem:
+            self.module.fail_json(msg="launch_record.prefix: the record's object key %r is not usable: %s" % (key, problem))
+        if key == self.key:
+            self.module.fail_json(msg="launch_record.prefix: the record's object key %s is the volume key's object; choose another prefix"
+                                  % key)
+        wanted = records.wanted_record(
+            self.params["instance_id"], self.params["launch_id"], region, self.account,
+            role_name=options.get("role_name"), instance_profile_name=options.get("instance_profile_name"),
+            key_object=self.key, volume_ids=options.get("volume_ids"), chef_node=options.get("chef_node"))
+        current, after = records.plan_record(self.module, self.s3, self.bucket, key, self.owner, wanted, option="launch_record")
+        return key, current, after
 
     def custody_only(self):
         """state=bucket: the bucket, its settings, its KMS key and its policy; no key object."""
@@ -866,6 +991,14 @@ def main():
         expected_bucket_owner=dict(type="str"),
         tags=dict(type="dict"),
         purge_tags=dict(type="bool", default=True),
+        launch_record=dict(type="dict", options=dict(
+            prefix=dict(type="str", default=reconcile.DEFAULT_PREFIX),
+            role_name=dict(type="str"),
+            instance_profile_name=dict(type="str"),
+            volume_ids=dict(type="list", elements="str", default=[]),
+            chef_node=dict(type="str"),
+            instance_region=dict(type="str"),
+        )),
         omit_conditioned_denies=dict(type="bool", default=False),
         deny_insecure_transport=dict(type="bool", removed_in_version="0.3.0", removed_from_collection="cloudefigo.core"),
     )

@@ -349,3 +349,51 @@ def lookalike_state(fleet):
         "node": chef_client(fleet.lab).request("GET", "/nodes/%s" % fleet.lookalike, missing_ok=True) is not None,
         "far_record": bool(s3.list_objects_v2(Bucket=KEY_BUCKET, Prefix=fleet.far_record).get("Contents")),
     }
+
+
+# --- volume_key launch_record: the key and its record in one module call (no launch, no fleet) --------
+def test_volume_key_writes_the_record_of_the_key_it_makes(lab):
+    aws = AWS(lab)
+    s3 = aws.client("s3")
+    suffix = uuid.uuid4().hex[:6]
+    bucket, iid, other = "vk-record-%s" % suffix, "i-0%s1234567890a" % suffix[:5], "i-0%s1234567890b" % suffix[:5]
+    record_key = "%sus-east-1/%s" % (PREFIX, iid)
+
+    def key(**args):
+        base = dict(bucket=bucket, object="volumes/%s.key" % iid, instance_id=iid, launch_id="vk-%s" % suffix,
+                    omit_conditioned_denies=True, launch_record={"role_name": "cloudefigo-web", "chef_node": "web",
+                                                                 "volume_ids": ["vol-0123456789abcdef0"]})
+        base.update(args)
+        return run_aws_module(lab, "volume_key", **base)
+
+    def objects():
+        return sorted(v["Key"] for v in s3.list_object_versions(Bucket=bucket).get("Versions", []))
+
+    ready = run_aws_module(lab, "volume_key", bucket=bucket, state="bucket", omit_conditioned_denies=True)
+    assert not ready.get("failed"), ready
+    check = key(_ansible_check_mode=True, _ansible_diff=True)
+    assert check["changed"] and check["launch_record"]["key_object"] == "volumes/%s.key" % iid, check
+    assert check["diff"]["before"]["launch_record"] == {} and check["diff"]["after"]["launch_record"] == check["launch_record"]
+    assert objects() == []  # check mode: neither key nor record
+
+    made = key()
+    assert made["changed"] and made["created"], made
+    assert _tags(s3.get_object_tagging(Bucket=bucket, Key=record_key)["TagSet"]) == {
+        "cloudefigo:instance-id": iid, "cloudefigo:launch-id": "vk-%s" % suffix, "cloudefigo:region": "us-east-1",
+        "cloudefigo:account": aws.client("sts").get_caller_identity()["Account"], "cloudefigo:role": "cloudefigo-web",
+        "cloudefigo:instance-profile": "cloudefigo-web", "cloudefigo:key-object": "volumes/%s.key" % iid,
+        "cloudefigo:volumes": "vol-0123456789abcdef0", "cloudefigo:chef-node": "web"}
+    assert made["launch_record"] == check["launch_record"]
+    assert objects() == sorted([record_key, "volumes/%s.key" % iid])
+    again = key()
+    assert not again.get("failed") and not again["changed"], again
+    assert objects() == sorted([record_key, "volumes/%s.key" % iid])  # no new version of either
+
+    # the key belongs to another instance: refused, and no record of that instance
+    stolen = key(instance_id=other)
+    assert stolen.get("failed") and "owned by instance %s" % iid in stolen["msg"], stolen
+    # the instance's record names another launch: refused before its new key is made
+    relaunch = key(object="volumes/%s-2.key" % iid, launch_id="vk-other")
+    assert relaunch.get("failed") and relaunch["msg"].startswith("launch_record: ") and "names launch vk-%s" % suffix in relaunch["msg"]
+    assert objects() == sorted([record_key, "volumes/%s.key" % iid])
+    assert _tags(s3.get_object_tagging(Bucket=bucket, Key=record_key)["TagSet"])["cloudefigo:launch-id"] == "vk-%s" % suffix

@@ -209,3 +209,228 @@ def test_bucket_state_touches_no_key_object():
     assert result["kms_key_alias"] == "alias/cloudefigo/volume-keys/keys"
     assert result["bucket_changes"] == ["kms_key", "created"] and result["created"] is False
     assert key.arn is None
+
+
+# --- launch_record: the launch record written in the same run, after the key --------------------
+RECORD_KEY = "cloudefigo-records/us-east-1/" + IID
+OTHER_IID = "i-0fedcba9876543210"
+
+
+def record_options(**extra):
+    out = {"prefix": "cloudefigo-records/", "role_name": "cloudefigo-web-01", "instance_profile_name": None,
+           "volume_ids": ["vol-0123456789abcdef0"], "chef_node": "web-01", "instance_region": None}
+    out.update(extra)
+    return out
+
+
+@pytest.mark.parametrize("extra, text", [
+    ({"state": "absent"}, "launch_record: only with state=present"),
+    ({"state": "bucket", "object": None, "instance_id": None, "launch_id": None}, "launch_record: only with state=present"),
+    ({"launch_id": None}, "launch_record needs launch_id"),
+    ({"launch_record": {"volume_ids": "vol-1", "colour": "red"}}, "colour"),
+])
+def test_launch_record_option_is_refused_where_it_cannot_name_this_calls_key(run_aws_main, extra, text):
+    result = run_aws_main(vk.main, **args(**dict({"launch_record": {"role_name": "r"}}, **extra)))
+    assert result["failed"] is True
+    assert text in result["msg"], result["msg"]
+    assert "exception" not in result
+
+
+class FakeS3:
+    """An in-memory bucket: object versions with tags, the calls in order."""
+
+    def __init__(self):
+        self.objects = {}  # key -> [{"VersionId", "Size", "tags"}], oldest first
+        self.calls = []
+
+    def _missing(self, operation):
+        return ClientError({"Error": {"Code": "NoSuchKey", "Message": "The specified key does not exist."}}, operation)
+
+    def get_paginator(self, name):
+        stub = self
+
+        class Pages:
+            def paginate(self, **kwargs):
+                stub.calls.append((name, kwargs))
+                found = stub.objects.get(kwargs["Prefix"], [])
+                return [{"Versions": [{"Key": kwargs["Prefix"], "VersionId": v["VersionId"], "Size": v["Size"],
+                                       "IsLatest": i == len(found) - 1} for i, v in enumerate(found)][::-1]}]
+        return Pages()
+
+    def _version(self, kwargs, operation):
+        found = self.objects.get(kwargs["Key"])
+        if not found:
+            raise self._missing(operation)
+        if kwargs.get("VersionId"):
+            return next(v for v in found if v["VersionId"] == kwargs["VersionId"])
+        return found[-1]
+
+    def get_object_tagging(self, **kwargs):
+        self.calls.append(("get_object_tagging", kwargs))
+        return {"TagSet": [{"Key": k, "Value": v} for k, v in self._version(kwargs, "GetObjectTagging")["tags"].items()]}
+
+    def put_object(self, **kwargs):
+        from urllib.parse import parse_qsl
+        self.calls.append(("put_object", kwargs))
+        versions = self.objects.setdefault(kwargs["Key"], [])
+        versions.append({"VersionId": "v%d" % (len(self.calls)), "Size": len(kwargs["Body"]), "tags": dict(parse_qsl(kwargs["Tagging"]))})
+        return {"ServerSideEncryption": kwargs.get("ServerSideEncryption")}
+
+    def put_object_tagging(self, **kwargs):
+        self.calls.append(("put_object_tagging", kwargs))
+        self._version(kwargs, "PutObjectTagging")["tags"] = dict((t["Key"], t["Value"]) for t in kwargs["Tagging"]["TagSet"])
+        return {}
+
+    def writes(self):
+        return [(name, kwargs["Key"]) for name, kwargs in self.calls if name.startswith("put_")]
+
+
+def recording_manager(s3, check_mode=False, **params):
+    """A VolumeKey on `s3` whose bucket, KMS key and policy are stubbed (they are not what is tested here)."""
+    module = StubModule(**dict({"launch_record": record_options()}, **params))
+    module.params.update(controller_principals=None, kms_key_id=None)
+    module.check_mode = check_mode
+    key = manager(module, s3)
+    key.caller = "arn:aws:iam::123456789012:role/controller"
+    steps = []
+    key.bucket_exists = lambda: True
+    key.bucket_state = lambda exists: {"exists": exists}
+    key.ensure_kms_key = lambda controllers: steps.append("kms") or {"arn": "arn:aws:kms:us-east-1:123456789012:key/k1", "id": "k1",
+                                                                     "alias": None, "changes": []}
+    key.ensure_bucket = lambda before, kms: ({"exists": True}, [])
+    key.ensure_policy = lambda before, after, changes, controllers: None
+    key.steps = steps
+    return key
+
+
+def record_in(s3, key=RECORD_KEY):
+    return s3.objects[key][-1]["tags"] if key in s3.objects else None
+
+
+def test_the_record_is_written_after_the_key_and_names_it():
+    s3 = FakeS3()
+    key = recording_manager(s3)
+    result, before, after = key.present()
+    assert s3.writes() == [("put_object", "k"), ("put_object", RECORD_KEY)]  # key first, then the record
+    assert key.changed and result["created"]
+    assert record_in(s3) == {
+        "cloudefigo:instance-id": IID, "cloudefigo:launch-id": "l1", "cloudefigo:region": "us-east-1",
+        "cloudefigo:account": "123456789012", "cloudefigo:role": "cloudefigo-web-01",
+        "cloudefigo:instance-profile": "cloudefigo-web-01", "cloudefigo:key-object": "k",
+        "cloudefigo:volumes": "vol-0123456789abcdef0", "cloudefigo:chef-node": "web-01"}
+    assert result["launch_record"]["key_object"] == "k" and result["launch_record"]["instance_profile_name"] == "cloudefigo-web-01"
+    assert before["launch_record"] == {} and after["launch_record"] == result["launch_record"]
+    # every record request too carries ExpectedBucketOwner
+    for name, kwargs in s3.calls:
+        assert kwargs.get("ExpectedBucketOwner") == "123456789012", name
+
+
+def test_a_second_identical_run_changes_nothing():
+    s3 = FakeS3()
+    recording_manager(s3).present()
+    writes = len(s3.writes())
+    again = recording_manager(s3)
+    result, before, after = again.present()
+    assert not again.changed and not result["created"]
+    assert len(s3.writes()) == writes
+    assert before["launch_record"] == after["launch_record"] == result["launch_record"]
+
+
+def test_check_mode_writes_neither_key_nor_record_and_says_what_would_be():
+    s3 = FakeS3()
+    key = recording_manager(s3, check_mode=True)
+    result, before, after = key.present()
+    assert s3.writes() == [] and s3.objects == {}
+    assert key.changed
+    assert result["launch_record"]["instance_id"] == IID and result["launch_record"]["key_object"] == "k"
+
+
+def test_only_the_record_changed_is_a_change():
+    s3 = FakeS3()
+    recording_manager(s3).present()
+    key = recording_manager(s3, launch_record=record_options(volume_ids=["vol-0fedcba9876543210"]))
+    result, before, after = key.present()
+    assert key.changed and not result["created"]
+    assert s3.writes()[-1] == ("put_object_tagging", RECORD_KEY)
+    # volumes only grow
+    assert record_in(s3)["cloudefigo:volumes"] == "vol-0123456789abcdef0 vol-0fedcba9876543210"
+    assert result["launch_record"]["volume_ids"] == ["vol-0123456789abcdef0", "vol-0fedcba9876543210"]
+
+
+def test_a_key_of_another_instance_gets_no_record():
+    s3 = FakeS3()
+    s3.objects["k"] = [{"VersionId": "v0", "Size": 64, "tags": kc.marks(OTHER_IID, "l1", "arn")}]
+    key = recording_manager(s3)
+    with pytest.raises(Stop) as err:
+        key.present()
+    assert "owned by instance %s" % OTHER_IID in str(err.value)
+    assert s3.writes() == [] and RECORD_KEY not in s3.objects and key.steps == []
+
+
+def test_a_key_of_another_launch_gets_no_record():
+    s3 = FakeS3()
+    s3.objects["k"] = [{"VersionId": "v0", "Size": 64, "tags": kc.marks(IID, "l0", "arn")}]
+    with pytest.raises(Stop):
+        recording_manager(s3).present()
+    assert s3.writes() == [] and RECORD_KEY not in s3.objects
+
+
+def test_a_record_of_another_launch_stops_the_run_before_the_key_is_made():
+    s3 = FakeS3()
+    recording_manager(s3, launch_id="l0").present()
+    s3.objects.pop("k")  # (another key object name, same instance)
+    before = dict(record_in(s3))
+    s3.calls = []
+    key = recording_manager(s3)
+    with pytest.raises(Stop) as err:
+        key.present()
+    assert str(err.value).startswith("launch_record: ") and "names launch l0, not l1" in str(err.value)
+    assert s3.writes() == [] and "k" not in s3.objects and key.steps == []  # nothing written, not even the KMS key
+    assert record_in(s3) == before
+
+
+def test_an_object_that_is_no_record_is_not_touched():
+    s3 = FakeS3()
+    s3.objects[RECORD_KEY] = [{"VersionId": "v0", "Size": 3, "tags": {"Name": "something else"}}]
+    with pytest.raises(Stop) as err:
+        recording_manager(s3).present()
+    assert "is not a launch record" in str(err.value)
+    assert s3.writes() == []
+
+
+@pytest.mark.parametrize("options, text", [
+    ({"volume_ids": ["disk-1"]}, "volume_ids: 'disk-1' is not an EBS volume id"),
+    ({"chef_node": "web 01 & co"}, "chef_node: "),
+    ({"instance_region": "Mars"}, "region: 'Mars' is not valid"),
+    ({"prefix": "x/", "instance_region": None}, None),
+])
+def test_bad_record_fields_stop_before_anything_is_written(options, text):
+    s3 = FakeS3()
+    key = recording_manager(s3, launch_record=record_options(**options))
+    if text is None:  # a good one, for contrast
+        key.present()
+        assert ("put_object", "x/us-east-1/" + IID) in s3.writes()
+        return
+    with pytest.raises(Stop) as err:
+        key.present()
+    assert str(err.value).startswith("launch_record: ") and text in str(err.value), str(err.value)
+    assert s3.writes() == [] and key.steps == []
+
+
+def test_the_record_cannot_be_the_key_object():
+    s3 = FakeS3()
+    key = recording_manager(s3, object=RECORD_KEY)
+    key.key = RECORD_KEY
+    with pytest.raises(Stop) as err:
+        key.present()
+    assert "launch_record.prefix" in str(err.value)
+    assert s3.writes() == []
+
+
+def test_without_the_option_no_record_is_read_or_written():
+    s3 = FakeS3()
+    key = recording_manager(s3, launch_record=None)
+    result, before, after = key.present()
+    assert "launch_record" not in result and "launch_record" not in before
+    assert [k for _name, k in s3.writes()] == ["k"]
+    assert not any(kwargs.get("Key") == RECORD_KEY for _name, kwargs in s3.calls)
