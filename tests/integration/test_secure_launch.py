@@ -782,9 +782,11 @@ def test_instance_gets_credentials_only_once_its_role_is_bound(lab, aws, tmp_pat
     assert volume["Encrypted"] and volume["Attachments"][0]["InstanceId"] == instance["InstanceId"], volume
     # before the association: the volume marked as the instance's, the key, ONE launch record naming both, then the role
     between = [step.split(" : ", 1)[-1] for step in names[launched:associated]]  # (role tasks: "<role> : <name>")
-    assert between.index("Mark the data volume as the instance's") < between.index("Create the volume key of the instance") \
-        < between.index("Record what this launch makes"), between
-    assert [step.split(" : ", 1)[-1] for step in names].count("Record what this launch makes") == 1, names
+    key_task = "Create the volume key of the instance and record the launch"
+    assert between.index("Mark the data volume as the instance's") < between.index(key_task), between
+    # one call makes the key and writes the record naming it (and nothing else writes a record)
+    assert names.count(key_task) == 1 and steps[names.index(key_task)][1]["launch_record"]["volume_ids"] == [volume_id], steps
+    assert not [step for step in names if "launch_record" in step or step.startswith("Record the launch")], names
     assert {t["Key"]: t["Value"] for t in volume["Tags"]}["cloudefigo:instance-id"] == instance["InstanceId"], volume
     record = {t["Key"]: t["Value"] for t in s3.get_object_tagging(
         Bucket=KEY_BUCKET, Key="cloudefigo-records/us-east-1/%s" % instance["InstanceId"])["TagSet"]}
