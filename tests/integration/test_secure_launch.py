@@ -808,6 +808,14 @@ def test_instance_gets_credentials_only_once_its_role_is_bound(lab, aws, tmp_pat
     assert len(associations) == 1, associations
     profile = iam.get_instance_profile(InstanceProfileName="cloudefigo-" + name)["InstanceProfile"]
     assert associations[0]["IamInstanceProfile"]["Arn"] == profile["Arn"]
+    # configuration over, the role shrinks to its own key while the scan runs: before the verdict and the
+    # promotion (which then only moves the instance), and that is the policy left in force
+    shrink = names.index("Shrink the instance role to its own key while the scan runs")
+    assert names.index("Scan the instance with Nessus - launch the scan") < shrink \
+        < names.index("Scan the instance with Nessus - promote only when the run ended and passed") \
+        < names.index("Move the instance to the production group and tag it and its volumes"), names
+    in_force_now = iam.get_role_policy(RoleName="cloudefigo-" + name, PolicyName=steps[shrink][1]["policy_name"])["PolicyDocument"]
+    assert steps[shrink][1]["stage"] == "production" and steps[shrink][1]["policy"] == in_force_now, steps[shrink][1]
     assert role_step["association_id"] == associations[0]["AssociationId"]
     assert role_step["associated_instance_profile_arn"] == profile["Arn"]
     assert [r["RoleName"] for r in profile["Roles"]] == ["cloudefigo-" + name]
