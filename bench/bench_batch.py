@@ -45,6 +45,19 @@ launch_record, instance_role (about 4.5 CPU s: ten instances take ~23 s of the t
 their scans start, against ~4.5 s for one); after it instance_security_status and instance_role
 (~6 s for ten). Next: the data volume in the launch's block device mappings (one EC2 call and the
 data_volume role's tasks fewer), one boto3 session per module run for modules with several clients.
+Then (2026-11-30, quiet machine, 60 s scans, one lab, same day as the last line): the data volume is
+made by RunInstances itself (block device mapping) and marked as the instance's by one
+instance_security_status call (volume_tags; ec2_vol and the data_volume role's five controller tasks
+gone), volume_key writes the launch record in the same call (launch_record; the launch_record call
+and its include gone), the role shrinks to its own key while the scan runs (the promotion then only
+moves the instance: one module call fewer after the scan, when the ten scans end together), the
+verdict's two checks are one task, and the verify and instance files are imported (static):
+    before (f0f2905): 86.8 s / 113.0 s (1.30), 10.2 module calls + 1 poll, 8.7 CPU s per instance,
+                      36 host tasks per instance (26 run, 10 skipped)
+    after:            86.5 s / 106.4 s (1.23), 9.2 module calls + 1 poll, 8.2 CPU s per instance,
+                      22 host tasks per instance (16 run, 6 skipped)
+In a batch of 10 the instances now reach their scans 19 s after the plan play (3.5 s for one) and
+the post-scan work takes ~5 s (1 s for one).
 """
 import json
 import os
