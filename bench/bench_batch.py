@@ -54,7 +54,8 @@ moves the instance: one module call fewer after the scan, when the ten scans end
 verdict's two checks are one task, and the verify and instance files are imported (static):
     before (f0f2905): 86.8 s / 113.0 s (1.30), 10.2 module calls + 1 poll, 8.7 CPU s per instance,
                       36 host tasks per instance (26 run, 10 skipped)
-    after:            86.5 s / 106.4 s (1.23), 9.2 module calls + 1 poll, 8.2 CPU s per instance,
+    after:            86.5 s / 106.4 s (1.23), 87.7 s / 108.0 s (1.23), 86.0 s / 107.9 s (1.25);
+                      9.2 module calls + 1 poll, 8.2-8.3 CPU s per instance,
                       22 host tasks per instance (16 run, 6 skipped)
 In a batch of 10 the instances now reach their scans 19 s after the plan play (3.5 s for one) and
 the post-scan work takes ~5 s (1 s for one).
